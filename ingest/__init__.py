@@ -1,0 +1,1 @@
+"""The ingest edge: the HTTP door for E云 callbacks, writing them raw to Kafka."""

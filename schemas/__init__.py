@@ -1,0 +1,1 @@
+"""Event and payload models shared by the edge, the stream processors and the sinks."""

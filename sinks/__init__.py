@@ -1,0 +1,1 @@
+"""ClickHouse: client access, DDL and the batched, idempotent sinks that write the archive."""

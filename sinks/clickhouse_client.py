@@ -1,0 +1,129 @@
+"""ClickHouse clients from one DSN: `chdb://PATH` (embedded engine) or `http(s)://…` (a server).
+
+Both go through clickhouse-connect, so the same SQL and the same client API serve the embedded mode and a
+cluster. chdb's rules, verified with chdb 4.4 / engine 26.9 (see docs/local-stack.md):
+- One OS process per data path. A second process fails with an opaque "Error initializing
+  EmbeddedServer"; we name the owner (its pid is in PATH/status) because in embedded mode the sink
+  process is the one owner and everything else must read through it (DESIGN invariant 5).
+- One path per process: a different path opens only after every client of the first one is closed.
+- No async client: AsyncClickHouse runs the sync client on one dedicated thread (a client serializes its
+  calls anyway; use one client per thread for parallel queries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from wxarchive.config import mask_dsn
+from wxarchive.errors import ClickHouseError
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a DSN points: an embedded chdb directory (`path`) or a server URL."""
+
+    embedded: bool
+    path: Path | None
+    dsn: str
+
+    @property
+    def display(self) -> str:
+        return f"chdb {self.path}" if self.embedded else mask_dsn(self.dsn)
+
+
+def parse_dsn(dsn: str) -> Target:
+    """`chdb://PATH` takes PATH literally (relative paths allowed), unlike a URL whose first part is a host."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or scheme not in ("chdb", "http", "https"):
+        raise ClickHouseError(f"a ClickHouse DSN is chdb://PATH or http(s)://host:port, got {mask_dsn(dsn)!r}")
+    if scheme != "chdb":
+        return Target(embedded=False, path=None, dsn=dsn)
+    if not rest:
+        raise ClickHouseError("chdb:// needs a directory, for example chdb://var/clickhouse")
+    path = Path(rest).expanduser().resolve()
+    return Target(embedded=True, path=path, dsn=f"chdb://{path}")
+
+
+def open_client(dsn: str, **options: Any) -> Client:
+    """A connected client; a clear ClickHouseError if the engine or server cannot be opened."""
+    target = parse_dsn(dsn)
+    if target.path is not None:
+        target.path.mkdir(parents=True, exist_ok=True)
+    try:
+        return clickhouse_connect.get_client(dsn=target.dsn, **options)
+    except Exception as exc:  # clickhouse-connect raises several unrelated types for "cannot open"
+        raise ClickHouseError(_explain(target, exc)) from exc
+
+
+def _explain(target: Target, exc: Exception) -> str:
+    text = str(exc)
+    if target.path is not None and "EmbeddedServer already initialized with path" in text:
+        return (
+            f"this process already has another embedded ClickHouse open; chdb allows one data path per "
+            f"process, so close those clients before opening {target.path}"
+        )
+    if target.path is not None and "Error initializing EmbeddedServer" in text:
+        owner = owner_pid(target.path)
+        who = f"process {owner}" if owner else "another process"
+        return (
+            f"the embedded ClickHouse at {target.path} is in use by {who}: chdb allows one process per "
+            f"directory, so read through that process (in embedded mode, the sink) or stop it first"
+        )
+    return f"cannot open ClickHouse ({target.display}): {text.strip().splitlines()[0] if text.strip() else type(exc).__name__}"
+
+
+def owner_pid(path: Path) -> int | None:
+    """The pid the engine wrote into PATH/status, if that process is still alive."""
+    try:
+        for line in (path / "status").read_text().splitlines():
+            if line.startswith("PID:"):
+                pid = int(line.split(":", 1)[1])
+                os.kill(pid, 0)
+                return pid
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class AsyncClickHouse:
+    """One client driven from asyncio through its own thread, since chdb has no async client."""
+
+    def __init__(self, dsn: str, **options: Any) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self._dsn = dsn
+        self._options = options
+        self._client: Client | None = None
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def open(self) -> AsyncClickHouse:
+        self._client = await self._run(open_client, self._dsn, **self._options)
+        return self
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise ClickHouseError("AsyncClickHouse used before open()")
+        return self._client
+
+    async def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        result = await self._run(self.client.query, sql, parameters=parameters)
+        return list(result.result_rows)
+
+    async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return await self._run(self.client.command, sql, parameters=parameters)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._run(self._client.close)
+            self._client = None
+        self._executor.shutdown(wait=True)

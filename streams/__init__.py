@@ -1,0 +1,1 @@
+"""Stream processing on faust-streaming: parse, dedupe, enrich and moderate the raw callback stream."""

@@ -1,0 +1,30 @@
+"""`wxarchive up`, the README's first command, as a user runs it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from deploy.kafka_broker import free_ports
+
+
+def test_up_check_starts_reports_and_stops_everything(tmp_path: Path) -> None:
+    port, controller_port = free_ports(2)
+    env = {**os.environ, "WXARCHIVE_DATA_DIR": str(tmp_path / "var"), "WXARCHIVE_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
+           "WXARCHIVE_KAFKA_CONTROLLER_PORT": str(controller_port)}
+    done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--check"], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert f"kafka       ready  127.0.0.1:{port}  (local Apache Kafka" in done.stdout
+    assert f"clickhouse  ready  chdb {tmp_path / 'var' / 'clickhouse'}  (embedded chdb" in done.stdout
+    status = subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "status"], env=env, capture_output=True, text=True)
+    assert status.returncode == 3, "up --check must stop the broker it started"
+
+
+def test_up_uses_a_broker_that_is_already_running(bootstrap: str, tmp_path: Path) -> None:
+    env = {**os.environ, "WXARCHIVE_DATA_DIR": str(tmp_path / "var"), "WXARCHIVE_KAFKA_BOOTSTRAP": bootstrap}
+    done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--check"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"kafka       ready  {bootstrap}  (existing broker" in done.stdout
+

@@ -1,0 +1,173 @@
+"""The `wxarchive` command. Subcommands stay thin: each parses flags and calls one module that does the job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from typing import TYPE_CHECKING
+
+from wxarchive import __version__, logs
+from wxarchive.config import Settings, describe, env_name, flag_name
+from wxarchive.errors import WxarchiveError
+
+if TYPE_CHECKING:
+    from deploy.kafka_broker import LocalKafka
+
+# Heavy modules (aiokafka, chdb) are imported inside the commands that need them, so `--help` and
+# `config` answer at once.
+
+DESCRIPTION = """\
+wxarchive: an event-sourced archive of WeChat messages received as E云 callbacks.
+
+Callbacks arrive at the ingest edge and are written raw to Kafka (the source of truth); faust-streaming
+workers dedupe, enrich and moderate them; sinks write the archive into ClickHouse.
+Every setting is a WXARCHIVE_* environment variable and a flag; `wxarchive config --describe` lists them."""
+
+EPILOG = """\
+examples:
+  wxarchive up                      start the local broker and the embedded ClickHouse, report health
+  wxarchive up --check              the same, then stop and exit 0 if everything was healthy
+  wxarchive kafka start --port 9192 start only the local broker, on another port
+  wxarchive config                  print the effective configuration (secrets masked)"""
+
+
+def _config_flags() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("configuration (each flag overrides its WXARCHIVE_* variable)")
+    for f in fields(Settings):
+        group.add_argument(flag_name(f.name), dest=f"cfg_{f.name}", metavar=f.name.split("_")[-1].upper(),
+                           help=f"{f.metadata['help']} [{env_name(f.name)}]")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    config = _config_flags()
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="wxarchive", description=DESCRIPTION, epilog=EPILOG, formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"wxarchive {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = commands.add_parser("up", parents=[config], formatter_class=formatter,
+                             help="run the archive on this machine (local broker, embedded ClickHouse)",
+                             description="Start every part of the archive that is not already running, print where "
+                                         "each one is and whether it is healthy, and keep running until Ctrl-C, "
+                                         "which stops what this command started.")
+    up.add_argument("--check", action="store_true", help="report health, stop what was started, and exit (0 = healthy)")
+    up.set_defaults(run=_cmd_up)
+
+    kafka = commands.add_parser("kafka", help="manage the local Apache Kafka broker (embedded mode)",
+                                description="The local single-node Kafka broker, run from Maven Central jars. "
+                                            "Its data, logs and pid file live in DATA_DIR/kafka.")
+    actions = kafka.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fetch = actions.add_parser("fetch", parents=[config], help="download the broker's jars with Maven (once)")
+    fetch.set_defaults(run=_cmd_kafka_fetch)
+    start = actions.add_parser("start", parents=[config], help="start the broker and wait until it serves requests")
+    start.add_argument("--host", help="address to listen on (default: the host of WXARCHIVE_KAFKA_BOOTSTRAP)")
+    start.add_argument("--port", type=int, help="broker port (default: the port of WXARCHIVE_KAFKA_BOOTSTRAP)")
+    start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness (default 90)")
+    start.set_defaults(run=_cmd_kafka_start)
+    stop = actions.add_parser("stop", parents=[config], help="stop the broker (SIGTERM, then SIGKILL)")
+    stop.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL (default 30)")
+    stop.set_defaults(run=_cmd_kafka_stop)
+    status = actions.add_parser("status", parents=[config], help="is the broker running and answering?")
+    status.set_defaults(run=_cmd_kafka_status)
+
+    cfg = commands.add_parser("config", parents=[config], help="print the effective configuration (secrets masked)")
+    cfg.add_argument("--describe", action="store_true", help="list every setting: variable, flag, default, meaning")
+    cfg.set_defaults(run=_cmd_config)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+    return Settings.load(overrides=overrides)
+
+
+def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from wxarchive.stack import Stack
+
+    stack = Stack(settings)
+    stack.start()
+    try:
+        print("wxarchive is up:\n" + stack.report(), flush=True)
+        if args.check:
+            return 0 if stack.healthy else 1
+        print("Press Ctrl-C to stop.", flush=True)
+        stack.wait_for_signal()
+        print("stopping…", flush=True)
+        return 0
+    finally:
+        stack.stop()
+
+
+def _broker(args: argparse.Namespace, settings: Settings) -> LocalKafka:
+    from deploy.kafka_broker import BrokerSpec, LocalKafka
+
+    spec = BrokerSpec.from_settings(settings, host=getattr(args, "host", None), port=getattr(args, "port", None))
+    return LocalKafka(spec)
+
+
+def _cmd_kafka_fetch(args: argparse.Namespace, settings: Settings) -> int:
+    result = _broker(args, settings).fetch(progress=True)
+    verb = f"fetched in {result.seconds:.1f}s" if result.fetched else "already cached"
+    print(f"Apache Kafka {settings.kafka_version}: {result.jars} jars, {result.megabytes:.0f} MB in {result.libs_dir} ({verb})")
+    return 0
+
+
+def _cmd_kafka_start(args: argparse.Namespace, settings: Settings) -> int:
+    state = _broker(args, settings).start(timeout=args.timeout, progress=True)
+    if state.already_running:
+        print(f"Kafka is already running: pid {state.pid} on {state.bootstrap} ({state.detail})")
+        return 0 if state.ready else 1
+    print(f"Kafka {state.version} ready on {state.bootstrap}: pid {state.pid}, "
+          f"started in {state.seconds:.1f}s, RSS {state.rss_mb or 0:.0f} MB")
+    return 0
+
+
+def _cmd_kafka_stop(args: argparse.Namespace, settings: Settings) -> int:
+    state = _broker(args, settings).stop(timeout=args.timeout)
+    if state.pid is None:
+        print("Kafka is not running")
+    else:
+        print(f"Kafka pid {state.pid} {state.detail} in {state.seconds:.1f}s")
+    return 0
+
+
+def _cmd_kafka_status(args: argparse.Namespace, settings: Settings) -> int:
+    state = _broker(args, settings).status()
+    if not state.running:
+        print(f"Kafka is not running (local broker on {state.bootstrap})")
+        return 3
+    print(f"Kafka {state.version} pid {state.pid} on {state.bootstrap}: {state.detail}; "
+          f"up {state.uptime_s or 0:.0f}s, RSS {state.rss_mb or 0:.0f} MB")
+    return 0 if state.ready else 1
+
+
+def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    if args.describe:
+        for env, flag, default, help_text in describe():
+            print(f"{env}\n  flag: {flag}\n  default: {default or '(empty)'}\n  {help_text}")
+        return 0
+    for name, value in settings.masked().items():
+        print(f"{env_name(name)}={value}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace, Settings], int] = args.run
+    try:
+        settings = _settings(args)
+        logs.configure(settings.log_level, settings.log_format)
+        return run(args, settings)
+    except WxarchiveError as exc:
+        print(f"wxarchive: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The one settings object: local defaults, overridden by WXARCHIVE_* variables, overridden by CLI flags.
+
+Every field declares its help text once; the environment variable name, the CLI flag, `wxarchive config`
+and the README's configuration table are all derived from it, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from wxarchive.errors import ConfigError
+
+ENV_PREFIX = "WXARCHIVE_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+def _setting(default: Any, help: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "secret": secret})
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wxarchive" / "kafka"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _setting(
+        Path("var"), "Local state: embedded ClickHouse, local broker data and logs, pid files."
+    )
+    kafka_bootstrap: str = _setting(
+        "127.0.0.1:9092",
+        "Kafka bootstrap servers (host:port[,host:port]). A loopback address is served by the local broker.",
+    )
+    kafka_version: str = _setting(
+        "4.3.1", "Apache Kafka version the local broker runs (resolved from Maven Central)."
+    )
+    kafka_cache_dir: Path = _setting(
+        _default_cache_dir(), "Where the local broker's jars are cached (fetched once, then offline)."
+    )
+    kafka_controller_port: int = _setting(
+        0, "KRaft controller port of the local broker; 0 means the broker port + 1."
+    )
+    kafka_heap: str = _setting("512m", "Java heap (-Xmx) of the local broker.")
+    kafka_replication_factor: int = _setting(
+        1, "Replication factor of the topics wxarchive creates: 1 on the local broker, 3 on a cluster."
+    )
+    clickhouse_dsn: str = _setting(
+        "",
+        "ClickHouse: chdb://PATH (embedded, one owner process) or http(s)://user:pass@host:port. "
+        "Empty means chdb://DATA_DIR/clickhouse.",
+    )
+    log_level: str = _setting("info", "Log level: " + ", ".join(LOG_LEVELS) + ".")
+    log_format: str = _setting("text", "Log format: text (logfmt) or json (one object per line).")
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Build from `env` (default os.environ) and explicit overrides (CLI flags; None means unset)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(env_name(f.name))
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f, raw, source=env_name(f.name))
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = _convert(fields_by_name()[name], value, source=flag_name(name))
+        return cls(**values)._resolved()
+
+    def _resolved(self) -> Settings:
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"{env_name('log_level')} must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"{env_name('log_format')} must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        if self.kafka_replication_factor < 1:
+            raise ConfigError(f"{env_name('kafka_replication_factor')} must be at least 1")
+        if not 0 <= self.kafka_controller_port <= 65535:
+            raise ConfigError(f"{env_name('kafka_controller_port')} must be a port number, got {self.kafka_controller_port}")
+        dsn = self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        scheme = dsn.split("://", 1)[0] if "://" in dsn else ""
+        if scheme not in ("chdb", "http", "https"):
+            raise ConfigError(
+                f"{env_name('clickhouse_dsn')} must start with chdb://, http:// or https://, got {mask_dsn(dsn)!r}"
+            )
+        return dataclasses.replace(self, clickhouse_dsn=dsn)
+
+    def masked(self) -> dict[str, str]:
+        """The effective values as text, with secrets and DSN passwords hidden: safe to print and log."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = str(getattr(self, f.name))
+            if f.metadata["secret"] and value:
+                value = "****"
+            elif f.name.endswith("dsn"):
+                value = mask_dsn(value)
+            out[f.name] = value
+        return out
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def fields_by_name() -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in fields(Settings)}
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(env var, CLI flag, default, help) per setting, for `wxarchive config --describe` and the README."""
+    rows = []
+    for f in fields(Settings):
+        default = str(f.default) if f.name != "kafka_cache_dir" else "$XDG_CACHE_HOME/wxarchive/kafka (~/.cache/…)"
+        rows.append((env_name(f.name), flag_name(f.name), default, f.metadata["help"]))
+    return rows
+
+
+def mask_dsn(dsn: str) -> str:
+    """Hide the password of a URL-style DSN (http://user:secret@host -> http://user:****@host)."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "****"
+    if parts.password is None:
+        return dsn
+    netloc = f"{parts.username or ''}:****@{parts.hostname or ''}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _convert(f: dataclasses.Field[Any], raw: Any, *, source: str) -> Any:
+    kind = f.type if isinstance(f.type, type) else {"Path": Path, "int": int, "str": str}[str(f.type)]
+    if isinstance(raw, kind) and kind is not str:
+        return raw
+    text = str(raw).strip()
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{source} must be a whole number, got {text!r}") from None
+    if kind is Path:
+        return Path(text).expanduser()
+    return text.lower() if f.name in ("log_level", "log_format") else text

@@ -1,0 +1,78 @@
+"""Kafka clients configured the one way the archive needs them.
+
+Invariant 1 (nothing accepted is lost) lives here: producers wait for all in-sync replicas and are
+idempotent, and consumers never auto-commit, so an offset is committed only after the caller's downstream
+write succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from wxarchive.errors import BrokerError
+
+
+def durable_producer(bootstrap: str, **overrides: object) -> AIOKafkaProducer:
+    """An idempotent acks=all producer: a send that returned has been written to every in-sync replica."""
+    options: dict[str, object] = {
+        "bootstrap_servers": bootstrap,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 2,
+        "compression_type": None,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def manual_commit_consumer(bootstrap: str, group_id: str, *topics: str, **overrides: object) -> AIOKafkaConsumer:
+    """A group consumer that commits only when told to, reading from the start of a new group."""
+    options: dict[str, object] = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+@contextmanager
+def _quiet_aiokafka() -> Iterator[None]:
+    """A failed probe is an answer, not an error: keep aiokafka from logging connection failures meanwhile."""
+    logger = logging.getLogger("aiokafka")
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+async def probe(bootstrap: str, timeout: float = 5.0) -> list[str]:
+    """Ask the cluster for its topic list: a real request, not an open port, proves the broker serves."""
+    with _quiet_aiokafka():
+        return await _list_topics(bootstrap, timeout)
+
+
+async def _list_topics(bootstrap: str, timeout: float) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        return sorted(await asyncio.wait_for(admin.list_topics(), timeout))
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout:g}s ({type(exc).__name__}: {exc})") from exc
+    finally:
+        await admin.close()
+
+
+def probe_sync(bootstrap: str, timeout: float = 5.0) -> list[str]:
+    return asyncio.run(probe(bootstrap, timeout))
