@@ -1,0 +1,61 @@
+"""A circuit breaker: after repeated failures stop calling for a while, then let one trial call through.
+
+Why: when E云 is down or throttling, every enrichment lookup would otherwise wait out its retries and
+timeouts, and the worker would stall behind them. Open, the breaker fails calls at once, so messages keep
+flowing (marked not enriched) and E云 gets room to recover.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from enum import Enum
+
+
+class BreakerState(str, Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    def __init__(self, threshold: int = 5, cooldown: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_in_flight = False
+        self.opened_count = 0
+
+    @property
+    def state(self) -> BreakerState:
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        if self._clock() - self._opened_at >= self.cooldown:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
+
+    def allow(self) -> bool:
+        """May a call go out now? In half-open state only one trial call at a time."""
+        state = self.state
+        if state is BreakerState.CLOSED:
+            return True
+        if state is BreakerState.HALF_OPEN and not self._trial_in_flight:
+            self._trial_in_flight = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._trial_in_flight = False
+
+    def failure(self) -> None:
+        """A failed trial re-opens at once; in closed state, `threshold` failures in a row open it."""
+        self._failures += 1
+        tripped = self._trial_in_flight or (self._opened_at is None and self._failures >= self.threshold)
+        self._trial_in_flight = False
+        if tripped:
+            self.opened_count += 1
+            self._opened_at = self._clock()

@@ -1,0 +1,195 @@
+"""One normalized archive record per callback, whatever its type.
+
+Keys follow DESIGN.md: the account is `wcId` (never `wId`, which changes on every re-login); the
+conversation is the group for group chats, else the peer (`toUser` when the account sent it, `fromUser`
+when it received it). Identity is `(wcId, newMsgId)`; a callback without a newMsgId (offline, group
+events, test) gets a stable hash of its account, type and data, so a re-push has the same identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.callback import Callback, PayloadError, as_u64, parse_callback
+from schemas.message_types import Kind
+from schemas.xml_fields import XmlFields, extract, looks_like_xml, split_sender_prefix
+
+_MS_THRESHOLD = 100_000_000_000  # a Unix time above this is in milliseconds (year 5138 in seconds)
+
+
+@dataclass(slots=True)
+class ArchiveMessage:
+    account: str                 # wcId: the archived WeChat account
+    platform_account: str        # E云 developer account (`account` in the envelope)
+    w_id: str                    # login instance at the time; needed for API calls, never a key
+    kind: str                    # schemas.message_types.Kind value
+    type_code: str               # messageType, e.g. "80001"
+    type_name: str               # e.g. "text"
+    native_type: int | None      # data.msgType, WeChat's own subtype, when present
+    is_group: bool
+    conversation: str            # group id, or the private peer's wxid; "" for account events
+    sender: str
+    receiver: str
+    is_self: bool                # sent by the archived account itself
+    new_msg_id: int | None
+    msg_id: int | None
+    identity: str                # str(newMsgId), or "h:" + 16 hex digits of the stable hash
+    time_ms: int | None          # when WeChat says it happened, Unix milliseconds
+    text: str                    # the readable text: message text, reply text of a quote
+    title: str = ""
+    description: str = ""
+    url: str = ""
+    file_name: str = ""
+    quoted_new_msg_id: int | None = None
+    quoted_text: str = ""
+    recalled_new_msg_id: int | None = None
+    at_list: list[str] = field(default_factory=list)
+    extra: dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""             # the callback body exactly as received
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.account}|{self.identity}"
+
+    @property
+    def kafka_key(self) -> str:
+        """`wcId|conversation`, or `wcId` alone for account events: a conversation stays on one partition."""
+        return f"{self.account}|{self.conversation}" if self.conversation else self.account
+
+    def searchable_texts(self) -> list[str]:
+        """Every human-written text of the message, for moderation and search."""
+        return [t for t in (self.text, self.title, self.description, self.file_name, self.quoted_text) if t]
+
+    def to_json(self) -> bytes:
+        record = asdict(self)
+        record["raw"] = self.raw.decode("utf-8")
+        return orjson.dumps(record)
+
+
+def parse_message(body: bytes) -> ArchiveMessage:
+    return normalize(parse_callback(body))
+
+
+def normalize(cb: Callback) -> ArchiveMessage:
+    d = cb.data
+    mtype = cb.message_type
+    is_self = _bool(d.get("self", d.get("sel", False)))
+    from_user, to_user = _str(d, "fromUser"), _str(d, "toUser")
+    group_id = _str(d, "fromGroup")
+    if not group_id and mtype.kind is Kind.GROUP_EVENT:
+        group_id = _str(d, "userName") if _str(d, "userName").endswith("@chatroom") else ""
+    if not group_id and from_user.endswith("@chatroom"):
+        group_id = from_user  # some pushes put the group in fromUser
+    is_group = bool(group_id) or mtype.group
+
+    content = _str(d, "content")
+    prefixed_sender, content = split_sender_prefix(content) if is_group else (None, content)
+    sender = from_user if from_user and from_user != group_id else (prefixed_sender or from_user)
+    if is_self:
+        sender = cb.wc_id
+
+    if mtype.kind is Kind.ACCOUNT_EVENT or mtype.kind is Kind.TEST:
+        conversation = ""
+    elif is_group:
+        conversation = group_id
+    else:
+        conversation = (to_user if is_self else from_user) or _str(d, "userName")
+
+    is_xml = looks_like_xml(content)
+    xml = extract(content) if is_xml else XmlFields()
+    if mtype.name == "quote":
+        text = _str(d, "title") or xml.title
+    else:
+        text = "" if is_xml else content
+
+    new_msg_id = as_u64(d.get("newMsgId"), "newMsgId")
+    return ArchiveMessage(
+        account=cb.wc_id,
+        platform_account=cb.account,
+        w_id=_str(d, "wId"),
+        kind=mtype.kind.value,
+        type_code=mtype.code,
+        type_name=mtype.name,
+        native_type=_small_int(d.get("msgType")),
+        is_group=is_group,
+        conversation=conversation,
+        sender=sender,
+        receiver=to_user,
+        is_self=is_self,
+        new_msg_id=new_msg_id,
+        msg_id=as_u64(d.get("msgId"), "msgId"),
+        identity=str(new_msg_id) if new_msg_id is not None else _hash_identity(cb),
+        time_ms=_time_ms(d.get("timestamp", d.get("createTime"))),
+        text=text,
+        title="" if mtype.name == "quote" else xml.title,
+        description=xml.description,
+        url=xml.url,
+        file_name=xml.file_name,
+        quoted_new_msg_id=xml.quoted_new_msg_id,
+        quoted_text=xml.quoted_text,
+        recalled_new_msg_id=xml.recalled_new_msg_id,
+        at_list=_at_list(d.get("atlist", d.get("atList"))),
+        extra=xml.extra,
+        raw=cb.raw,
+    )
+
+
+def _hash_identity(cb: Callback) -> str:
+    canonical = orjson.dumps(cb.data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    digest = hashlib.blake2b(b"\0".join([cb.wc_id.encode(), cb.message_type.code.encode(), canonical]), digest_size=8)
+    return "h:" + digest.hexdigest()
+
+
+def _str(d: dict[str, Any], key: str) -> str:
+    value = d.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise PayloadError(f"data.{key} must be a string, got {type(value).__name__}")
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1, "0", "1", "true", "false", "True", "False", None):
+        return value in (1, "1", "true", "True")
+    raise PayloadError("data.self must be a boolean")
+
+
+def _small_int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _time_ms(value: Any) -> int | None:
+    """Seconds or milliseconds (the docs say seconds; some pushes and SDKs use milliseconds)."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise PayloadError(f"data.timestamp must be a number, got {str(value)[:40]!r}") from None
+    if number <= 0:
+        return None
+    return int(number) if number >= _MS_THRESHOLD else int(number * 1000)
+
+
+def _at_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list):
+        return [str(v) for v in value if v]
+    raise PayloadError("data.atlist must be a list of wxids")
