@@ -180,12 +180,12 @@ class FakeEyun:
         if self._account_of(body) is None:
             return _fail("wId不存在或已失效")
         info = self.directory.room_info(str(body.get("chatRoomId", "")))
-        return _ok([asdict(info)] if info else [])
+        return _ok([info.to_wire()] if info else [])
 
     def _getChatRoomMember(self, body: dict[str, Any]) -> dict[str, Any]:
         if self._account_of(body) is None:
             return _fail("wId不存在或已失效")
-        return _ok([asdict(m) for m in self.directory.room_members(str(body.get("chatRoomId", "")))])
+        return _ok([m.to_wire() for m in self.directory.room_members(str(body.get("chatRoomId", "")))])
 
     # -- admin ---------------------------------------------------------------------------------------
 

@@ -8,27 +8,36 @@ The same models serialize the fake server's answers, so client and fake cannot d
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 SUCCESS = "1000"
 FAILURE = "1001"
 GET_CONTACT_MAX_IDS = 20            # "多个使用英文逗号分隔", at most 20 per call
 GET_CONTACT_PACING_S = (0.3, 0.8)   # "每次调用请随机间隔300ms-800ms"
 
-T = TypeVar("T")
+T = TypeVar("T", bound="WireModel")
 
 
-def _from(cls: type[T], raw: dict[str, Any], aliases: dict[str, str] | None = None) -> T:
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    values = {k: v for k, v in raw.items() if k in known}
-    for alias, name in (aliases or {}).items():
-        if name not in values and alias in raw:
-            values[name] = raw[alias]
-    return cls(**values)
+class WireModel:
+    """A response object: documented fields by their wire names, unknown fields ignored."""
+
+    ALIASES: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def parse(cls: type[T], raw: dict[str, Any]) -> T:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        values = {k: v for k, v in raw.items() if k in known}
+        for alias, name in cls.ALIASES.items():
+            if name not in values and alias in raw:
+                values[name] = raw[alias]
+        return cls(**values)
+
+    def to_wire(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)
-class Contact:
+class Contact(WireModel):
     """getContact's answer for one friend, stranger or group (`…@chatroom`)."""
 
     userName: str
@@ -45,52 +54,37 @@ class Contact:
     labelList: str = ""
     v1: str = ""
 
-    @classmethod
-    def parse(cls, raw: dict[str, Any]) -> Contact:
-        return _from(cls, raw)
-
-    def to_wire(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class AddressList:
+class AddressList(WireModel):
     friends: list[str] = field(default_factory=list)
     chatrooms: list[str] = field(default_factory=list)
     ghs: list[str] = field(default_factory=list)
     others: list[str] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> AddressList:
+    def parse(cls, raw: dict[str, Any]) -> AddressList:  # type: ignore[override]
         # the documented sample answers [""] for an empty list
         return cls(**{f.name: [x for x in (raw.get(f.name) or []) if x] for f in fields(cls)})
 
 
 @dataclass(frozen=True)
-class LoginWx:
+class LoginWx(WireModel):
     wcId: str
     wId: str
 
-    @classmethod
-    def parse(cls, raw: dict[str, Any]) -> LoginWx:
-        return _from(cls, raw)
-
 
 @dataclass(frozen=True)
-class SentMessage:
+class SentMessage(WireModel):
     type: int
     msgId: int
     newMsgId: int
     createTime: int
     wcId: str
 
-    @classmethod
-    def parse(cls, raw: dict[str, Any]) -> SentMessage:
-        return _from(cls, raw)
-
 
 @dataclass(frozen=True)
-class ChatRoomMember:
+class ChatRoomMember(WireModel):
     userName: str
     nickName: str = ""
     displayName: str = ""
@@ -102,13 +96,11 @@ class ChatRoomMember:
     bigHeadImgUrl: str | None = None
     smallHeadImgUrl: str | None = None
 
-    @classmethod
-    def parse(cls, raw: dict[str, Any]) -> ChatRoomMember:
-        return _from(cls, raw, aliases={"nikeName": "nickName"})  # the old doc's spelling
+    ALIASES: ClassVar[dict[str, str]] = {"nikeName": "nickName"}  # the old doc's spelling
 
 
 @dataclass(frozen=True)
-class ChatRoomInfo:
+class ChatRoomInfo(WireModel):
     chatRoomId: str
     userName: str = ""
     nickName: str = ""
@@ -120,7 +112,7 @@ class ChatRoomInfo:
     chatRoomMembers: list[ChatRoomMember] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> ChatRoomInfo:
-        info = _from(cls, {k: v for k, v in raw.items() if k != "chatRoomMembers"})
+    def parse(cls, raw: dict[str, Any]) -> ChatRoomInfo:  # type: ignore[override]
+        info = super().parse({k: v for k, v in raw.items() if k != "chatRoomMembers"})
         members = [ChatRoomMember.parse(m) for m in raw.get("chatRoomMembers") or []]
         return ChatRoomInfo(**{**asdict(info), "chatRoomMembers": members})
