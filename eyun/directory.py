@@ -46,6 +46,7 @@ class Account:
     w_id: str
     platform_account: str
     nickname: str
+    relogin_w_id: str = ""  # the login instance after a re-login; history re-pushed then carries it
     friends: list[str] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
     official_accounts: list[str] = field(default_factory=list)
@@ -79,7 +80,8 @@ class Directory:
         for n in range(accounts):
             me = person()
             account = Account(wc_id=me, w_id=str(uuid.UUID(int=rng.getrandbits(128))),
-                              platform_account=f"172000000{n:02d}", nickname=people[me].nickName)
+                              platform_account=f"172000000{n:02d}", nickname=people[me].nickName,
+                              relogin_w_id=str(uuid.UUID(int=rng.getrandbits(128))))
             account.friends = [person() for _ in range(friends)]
             account.official_accounts = [f"gh_{rng.getrandbits(48):012x}" for _ in range(2)]
             for g in range(groups):
@@ -95,6 +97,10 @@ class Directory:
 
     def account(self, wc_id: str) -> Account | None:
         return next((a for a in self.accounts if a.wc_id == wc_id), None)
+
+    def account_by_w_id(self, w_id: str) -> Account | None:
+        """The account a login instance belongs to: its current one, or the re-login one in traffic."""
+        return next((a for a in self.accounts if w_id and w_id in (a.w_id, a.relogin_w_id)), None)
 
     def group(self, group_id: str) -> tuple[Account, Group] | None:
         for account in self.accounts:

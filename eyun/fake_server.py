@@ -18,8 +18,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from eyun.directory import Directory
+from eyun.directory import Account, Directory
 from schemas.eyun_api import FAILURE, GET_CONTACT_MAX_IDS, GET_CONTACT_PACING_S, SUCCESS
+from wxarchive.http_server import serve_app
 
 DEFAULT_TOKEN = "fake-eyun-token"
 
@@ -130,9 +131,8 @@ class FakeEyun:
 
     # -- the API -------------------------------------------------------------------------------------
 
-    def _account_of(self, body: dict[str, Any]):  # type: ignore[no-untyped-def]
-        w_id = body.get("wId")
-        return next((a for a in self.directory.accounts if a.w_id == w_id), None)
+    def _account_of(self, body: dict[str, Any]) -> Account | None:
+        return self.directory.account_by_w_id(str(body.get("wId") or ""))
 
     def _getContact(self, body: dict[str, Any]) -> dict[str, Any]:
         if self._account_of(body) is None:
@@ -195,6 +195,7 @@ class FakeEyun:
         if account is None:
             raise KeyError(wc_id)
         account.w_id = str(uuid.UUID(int=self._rng.getrandbits(128)))
+        account.relogin_w_id = ""  # every earlier instance stops working
         return account.w_id
 
     async def _admin_calls(self, request: web.Request) -> web.Response:
@@ -232,9 +233,4 @@ def _fail(message: str) -> dict[str, Any]:
 
 async def serve(fake: FakeEyun, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
     """Start serving in the running loop (port 0: any free port). Returns the runner, to clean up, and the URL."""
-    runner = web.AppRunner(fake.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0]
-    return runner, f"http://{bound[0]}:{bound[1]}"
+    return await serve_app(fake.app(), host, port)

@@ -139,7 +139,9 @@ def normalize(cb: Callback) -> ArchiveMessage:
 
 
 def _hash_identity(cb: Callback) -> str:
-    canonical = orjson.dumps(cb.data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    """Without `wId`: it changes on every re-login, and history re-pushed after one must keep its identity."""
+    stable = {k: v for k, v in cb.data.items() if k != "wId"}
+    canonical = orjson.dumps(stable, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     digest = hashlib.blake2b(b"\0".join([cb.wc_id.encode(), cb.message_type.code.encode(), canonical]), digest_size=8)
     return "h:" + digest.hexdigest()
 

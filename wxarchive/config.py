@@ -57,6 +57,10 @@ class Settings:
         "ClickHouse: chdb://PATH (embedded, one owner process) or http(s)://user:pass@host:port. "
         "Empty means chdb://DATA_DIR/clickhouse.",
     )
+    eyun_url: str = _setting(
+        "", "E云 API base URL (http://域名地址). Empty: `wxarchive up` runs the fake E云 server instead."
+    )
+    eyun_token: str = _setting("", "E云 Authorization value (from /member/login). A secret: never printed.", secret=True)
     log_level: str = _setting("info", "Log level: " + ", ".join(LOG_LEVELS) + ".")
     log_format: str = _setting("text", "Log format: text (logfmt) or json (one object per line).")
 

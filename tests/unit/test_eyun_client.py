@@ -16,6 +16,7 @@ from eyun.client import EyunClient
 from eyun.directory import Directory
 from eyun.errors import EyunApiError, EyunProtocolError, EyunTimeout, EyunTransportError, EyunUnavailable
 from eyun.fake_server import DEFAULT_TOKEN, FakeEyun, serve
+from wxarchive.http_server import serve_app
 
 T = TypeVar("T")
 FAST = {"pacing": (0.0, 0.0), "backoff": 0.01}
@@ -187,12 +188,9 @@ def test_malformed_answers(answer: bytes, error: type[Exception], match: str) ->
 
         app = web.Application()
         app.router.add_post("/getContact", misbehave)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
+        runner, url = await serve_app(app)
         try:
-            async with EyunClient(f"http://{host}:{port}", DEFAULT_TOKEN, retries=0, **FAST) as client:
+            async with EyunClient(url, DEFAULT_TOKEN, retries=0, **FAST) as client:
                 with pytest.raises(error, match=match):
                     await client.get_contact("w", "wxid_x")
         finally:
