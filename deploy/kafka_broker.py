@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -27,6 +26,7 @@ from pathlib import Path
 from wxarchive.config import Settings, env_name
 from wxarchive.errors import BrokerError, PrerequisiteError
 from wxarchive.kafka_clients import probe_sync
+from wxarchive.net import require_free_port
 
 STARTED_LINE = "Kafka Server started"
 MIN_JAVA = 17
@@ -172,7 +172,7 @@ class LocalKafka:
             return _with(state, already_running=True, seconds=time.monotonic() - started)
         java = _require_java()
         for port in (self.spec.port, self.spec.controller_port):
-            _require_free_port(self.spec.host, port)
+            require_free_port(self.spec.host, port, f"choose other ports with --port or {env_name('kafka_bootstrap')}")
         self.fetch(progress=progress)
         self._write_config()
         self._format_storage(java)
@@ -358,31 +358,6 @@ def _require_java() -> str:
     if major < MIN_JAVA:
         raise PrerequisiteError(f"Java {MIN_JAVA}+ is needed for the Kafka broker; {java} is {out.splitlines()[0] if out else 'unknown'}")
     return java
-
-
-def _require_free_port(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise PrerequisiteError(
-                f"{host}:{port} is already in use by another process ({exc.strerror}); "
-                f"choose other ports with --port or {env_name('kafka_bootstrap')}"
-            ) from None
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct ports the OS says are free now: all are held open until all are chosen, since
-    closing one before asking for the next can hand out the same port twice."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind((host, 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def new_cluster_id() -> str:

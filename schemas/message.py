@@ -70,11 +70,12 @@ class ArchiveMessage:
         return orjson.dumps(record)
 
 
-def parse_message(body: bytes) -> ArchiveMessage:
-    return normalize(parse_callback(body))
+def parse_message(body: bytes, *, with_xml: bool = True) -> ArchiveMessage:
+    return normalize(parse_callback(body), with_xml=with_xml)
 
 
-def normalize(cb: Callback) -> ArchiveMessage:
+def normalize(cb: Callback, *, with_xml: bool = True) -> ArchiveMessage:
+    """`with_xml=False` checks every field and derives the keys but skips XML extraction: the edge's fast path."""
     d = cb.data
     mtype = cb.message_type
     is_self = _bool(d.get("self", d.get("sel", False)))
@@ -100,7 +101,7 @@ def normalize(cb: Callback) -> ArchiveMessage:
         conversation = (to_user if is_self else from_user) or _str(d, "userName")
 
     is_xml = looks_like_xml(content)
-    xml = extract(content) if is_xml else XmlFields()
+    xml = extract(content) if is_xml and with_xml else XmlFields()
     if mtype.name == "quote":
         text = _str(d, "title") or xml.title
     else:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.kafka_broker import BrokerSpec, LocalKafka, free_ports
+from deploy.kafka_broker import BrokerSpec, LocalKafka
+from wxarchive.net import free_ports
 from wxarchive.config import Settings
 from wxarchive.errors import BrokerError, PrerequisiteError
 

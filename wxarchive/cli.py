@@ -75,6 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     status = actions.add_parser("status", parents=[config], help="is the broker running and answering?")
     status.set_defaults(run=_cmd_kafka_status)
 
+    edge = commands.add_parser(
+        "edge", parents=[config], formatter_class=formatter,
+        help="run the ingest edge: receive E云 callbacks and write them to Kafka",
+        description="Receive E云 callbacks on POST /callback/SECRET (or /callback?secret=SECRET) and answer 200 only "
+                    "after Kafka acknowledged the body, written unchanged to wxarchive.raw. Refused bodies of "
+                    "authenticated senders go to wxarchive.dlq with the reason. With --spool, callbacks are kept "
+                    "on local disk while Kafka is down and sent on when it is back. Also serves /healthz, "
+                    "/readyz and /metrics.",
+        epilog="examples:\n  WXARCHIVE_EDGE_SECRET=s3cret wxarchive edge --host 0.0.0.0 --port 8080 --spool\n"
+               "  wxarchive edge --insecure          local use only: no secret\n"
+               "  (then register http://HOST:8080/callback/s3cret with E云's setHttpCallbackUrl)")
+    edge.add_argument("--host", help="address to listen on (default WXARCHIVE_EDGE_HOST, 127.0.0.1)")
+    edge.add_argument("--port", type=int, help="port (default WXARCHIVE_EDGE_PORT, 8080)")
+    edge.add_argument("--spool", action="store_true", default=None, help="keep accepting while Kafka is down")
+    edge.add_argument("--insecure", action="store_true", help="accept callbacks without a secret (local use)")
+    edge.set_defaults(run=_cmd_edge)
+
     sim = commands.add_parser(
         "simulate", parents=[config], formatter_class=formatter,
         help="generate realistic E云 callback traffic into a file or at an edge",
@@ -195,6 +212,23 @@ def _cmd_kafka_status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"Kafka {state.version} pid {state.pid} on {state.bootstrap}: {state.detail}; "
           f"up {state.uptime_s or 0:.0f}s, RSS {state.rss_mb or 0:.0f} MB")
     return 0 if state.ready else 1
+
+
+def _cmd_edge(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+    import logging
+
+    from ingest.server import build_app, serve
+
+    changes = {k: v for k, v in (("edge_host", args.host), ("edge_port", args.port), ("edge_spool", args.spool)) if v is not None}
+    settings = dataclasses.replace(settings, **changes)
+    app = build_app(settings, insecure=args.insecure)
+    if args.insecure and not (settings.edge_secret or settings.edge_account_secrets):
+        logging.getLogger("wxarchive.edge").warning("edge running without a secret: anyone who can reach it may post")
+    print(f"edge listening on http://{settings.edge_host}:{settings.edge_port}/callback "
+          f"(Kafka {settings.kafka_bootstrap}, spool {'on' if settings.edge_spool else 'off'})", flush=True)
+    serve(app, settings)
+    return 0
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:

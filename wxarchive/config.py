@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -52,6 +53,12 @@ class Settings:
     kafka_replication_factor: int = _setting(
         1, "Replication factor of the topics wxarchive creates: 1 on the local broker, 3 on a cluster."
     )
+    topic_prefix: str = _setting(
+        "wxarchive", "Prefix of every Kafka topic name (PREFIX.raw, PREFIX.dlq, …), to share a cluster."
+    )
+    kafka_partitions: int = _setting(
+        4, "Partitions of the topics wxarchive creates; workers scale out up to this many per topic."
+    )
     clickhouse_dsn: str = _setting(
         "",
         "ClickHouse: chdb://PATH (embedded, one owner process) or http(s)://user:pass@host:port. "
@@ -61,6 +68,26 @@ class Settings:
         "", "E云 API base URL (http://域名地址). Empty: `wxarchive up` runs the fake E云 server instead."
     )
     eyun_token: str = _setting("", "E云 Authorization value (from /member/login). A secret: never printed.", secret=True)
+    edge_host: str = _setting("127.0.0.1", "Address the ingest edge listens on (0.0.0.0 to accept E云 from outside).")
+    edge_port: int = _setting(8080, "Port of the ingest edge.")
+    edge_secret: str = _setting(
+        "", "Shared secret in the callback URL: POST /callback/SECRET (or ?secret=). Required unless --insecure.",
+        secret=True,
+    )
+    edge_account_secrets: str = _setting(
+        "", "Per-account secrets, wcId=SECRET,wcId=SECRET: such a secret admits only that account's callbacks.",
+        secret=True,
+    )
+    edge_allow_ips: str = _setting("", "Source addresses allowed, comma-separated IPs or CIDRs; empty allows any.")
+    edge_max_body_bytes: int = _setting(1024 * 1024, "Largest callback body the edge accepts (413 above).")
+    edge_produce_timeout: float = _setting(
+        4.0, "Seconds a callback may wait for Kafka before the edge answers 503 (E云 gives up after 6)."
+    )
+    edge_spool: bool = _setting(
+        False, "Keep accepting while Kafka is down: fsync callbacks to DATA_DIR/edge-spool and drain them later."
+    )
+    edge_spool_max_mb: int = _setting(1024, "Spool size limit in MB; beyond it the edge answers 503 again.")
+    edge_id: str = _setting("", "Name of this edge in record headers and metrics. Empty: the host name.")
     log_level: str = _setting("info", "Log level: " + ", ".join(LOG_LEVELS) + ".")
     log_format: str = _setting("text", "Log format: text (logfmt) or json (one object per line).")
 
@@ -87,6 +114,12 @@ class Settings:
             raise ConfigError(f"{env_name('log_format')} must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if self.kafka_replication_factor < 1:
             raise ConfigError(f"{env_name('kafka_replication_factor')} must be at least 1")
+        if self.kafka_partitions < 1:
+            raise ConfigError(f"{env_name('kafka_partitions')} must be at least 1")
+        if self.edge_max_body_bytes < 1024:
+            raise ConfigError(f"{env_name('edge_max_body_bytes')} must be at least 1024")
+        if self.edge_produce_timeout <= 0:
+            raise ConfigError(f"{env_name('edge_produce_timeout')} must be positive")
         if not 0 <= self.kafka_controller_port <= 65535:
             raise ConfigError(f"{env_name('kafka_controller_port')} must be a port number, got {self.kafka_controller_port}")
         dsn = self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
@@ -95,7 +128,7 @@ class Settings:
             raise ConfigError(
                 f"{env_name('clickhouse_dsn')} must start with chdb://, http:// or https://, got {mask_dsn(dsn)!r}"
             )
-        return dataclasses.replace(self, clickhouse_dsn=dsn)
+        return dataclasses.replace(self, clickhouse_dsn=dsn, edge_id=self.edge_id or socket.gethostname())
 
     def masked(self) -> dict[str, str]:
         """The effective values as text, with secrets and DSN passwords hidden: safe to print and log."""
@@ -145,11 +178,25 @@ def mask_dsn(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+_TYPES: dict[str, type] = {"Path": Path, "int": int, "str": str, "bool": bool, "float": float}
+
+
 def _convert(f: dataclasses.Field[Any], raw: Any, *, source: str) -> Any:
-    kind = f.type if isinstance(f.type, type) else {"Path": Path, "int": int, "str": str}[str(f.type)]
+    kind = f.type if isinstance(f.type, type) else _TYPES[str(f.type)]
     if isinstance(raw, kind) and kind is not str:
         return raw
     text = str(raw).strip()
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{source} must be true or false, got {text!r}")
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{source} must be a number, got {text!r}") from None
     if kind is int:
         try:
             return int(text)

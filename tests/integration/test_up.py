@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deploy.kafka_broker import free_ports
+from wxarchive.net import free_ports
 
 
 def test_up_check_starts_reports_and_stops_everything(tmp_path: Path) -> None:

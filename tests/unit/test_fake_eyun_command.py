@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deploy.kafka_broker import free_ports
+from wxarchive.net import free_ports
 from eyun.client import EyunClient
 from eyun.directory import Directory
 from eyun.fake_server import DEFAULT_TOKEN

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,11 +10,11 @@ import pytest
 from schemas.callback import PayloadError, parse_callback
 from schemas.message import parse_message
 from schemas.message_types import CATALOGUE, Kind
+from tests.fixtures.seed import callback_example
 from tests.fixtures.callbacks import (ACCOUNT, EVENTS, GROUP, GROUP_EVENT_CODES, MEMBER, NO_GROUP_VARIANT, PEER, PRIVATE,
                                       body, chat_callback, group_event_data)
 
 GROUP_CODES = {str(int(c) + 20000) for c in PRIVATE if c not in NO_GROUP_VARIANT}
-SEED = Path(__file__).parents[3] / "shared" / "seeds" / "000_76baa4bda5aa395e.txt"
 
 
 def test_every_catalogued_type_has_a_fixture() -> None:
@@ -77,19 +76,8 @@ def test_group_events(code: str) -> None:
         assert m.sender == MEMBER and m.identity == str(6100000000000000000 + int(code[-2:]))
 
 
-def _seed_json_after(marker: str) -> bytes:
-    text = SEED.read_text()
-    start = text.index("{", text.index(marker))
-    depth = 0
-    for i, ch in enumerate(text[start:], start):
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        if depth == 0:
-            return text[start:i + 1].encode()
-    raise AssertionError("unbalanced JSON in the seed document")
-
-
 def test_seed_callback_example_parses_to_the_values_it_shows() -> None:
-    raw = _seed_json_after("下面为示例")
+    raw = callback_example()
     m = parse_message(raw)
     assert m.account == "wxid_phyyedw9xap22" and m.platform_account == "17200000000"
     assert m.type_code == "80001" and m.type_name == "text" and m.is_group

@@ -1,0 +1,35 @@
+"""The edge's Prometheus metrics. Each edge app has its own registry, so several can live in one process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+disable_created_metrics()  # the *_created series only double every counter on the page
+
+OUTCOMES = ("accepted", "spooled", "rejected_auth", "rejected_input", "unavailable")
+_LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class EdgeMetrics:
+    def __init__(self, edge_id: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = {"edge": edge_id}
+        requests = Counter("wxarchive_edge_requests", "Callback requests by outcome.", ["edge", "outcome"],
+                           registry=self.registry)
+        self.requests = {o: requests.labels(edge=edge_id, outcome=o) for o in OUTCOMES}
+        self.latency = Histogram("wxarchive_edge_request_seconds", "Time from request to answer.", ["edge"],
+                                 buckets=_LATENCY, registry=self.registry).labels(**labels)
+        self.produce = Histogram("wxarchive_edge_produce_seconds", "Time Kafka took to acknowledge a callback.",
+                                 ["edge"], buckets=_LATENCY, registry=self.registry).labels(**labels)
+        dlq = Counter("wxarchive_edge_dlq_records", "Refused bodies sent to the dead-letter topic, or lost when "
+                      "neither Kafka nor the spool could take them.", ["edge", "result"], registry=self.registry)
+        self.dlq_written, self.dlq_lost = dlq.labels(edge=edge_id, result="written"), dlq.labels(edge=edge_id, result="lost")
+        self.spool_records = Gauge("wxarchive_edge_spool_records", "Callbacks in the spool, not yet in Kafka.",
+                                   ["edge"], registry=self.registry).labels(**labels)
+        self.spool_bytes = Gauge("wxarchive_edge_spool_bytes", "Bytes in the spool.", ["edge"],
+                                 registry=self.registry).labels(**labels)
+        self.kafka_up = Gauge("wxarchive_edge_kafka_up", "1 when the last Kafka check succeeded.", ["edge"],
+                              registry=self.registry).labels(**labels)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

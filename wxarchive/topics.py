@@ -1,0 +1,53 @@
+"""The archive's Kafka topics, declared once: names, retention and compaction.
+
+The raw topic is the source of truth (DESIGN invariant 3), so it never expires. Topics holding the latest
+state per key (keywords, contacts) are compacted. Brokers must not auto-create topics: a typo should fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from wxarchive.config import Settings
+
+
+@dataclass(frozen=True)
+class Topic:
+    suffix: str
+    config: dict[str, str] = field(default_factory=dict)
+
+    def name(self, settings: Settings) -> str:
+        return f"{settings.topic_prefix}.{self.suffix}"
+
+
+_MONTH_MS = str(30 * 24 * 3600 * 1000)
+RAW = Topic("raw", {"retention.ms": "-1", "max.message.bytes": "2097152"})
+DLQ = Topic("dlq", {"retention.ms": str(90 * 24 * 3600 * 1000), "max.message.bytes": "2097152"})
+MESSAGES = Topic("messages", {"retention.ms": _MONTH_MS})
+EVENTS = Topic("events", {"retention.ms": _MONTH_MS})
+CONTACTS = Topic("contacts", {"cleanup.policy": "compact"})
+MODERATION = Topic("moderation", {"retention.ms": _MONTH_MS})
+KEYWORDS = Topic("keywords", {"cleanup.policy": "compact"})
+
+
+async def ensure_topics(settings: Settings, *topics: Topic) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in topics if t.name(settings) not in existing]
+        if not wanted:
+            return []
+        new = [NewTopic(t.name(settings), settings.kafka_partitions, settings.kafka_replication_factor,
+                        topic_configs=t.config) for t in wanted]
+        try:
+            await admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            pass  # another process created it between our look and our request
+        return [t.name(settings) for t in wanted]
+    finally:
+        await admin.close()
