@@ -189,3 +189,40 @@ def test_kill_9_with_a_full_spool_loses_nothing(settings: Settings, own_broker: 
         assert sorted(r.value for r in await read_topic(s.kafka_bootstrap, RAW.name(s))) == sorted(bodies)
 
     asyncio.run(scenario())
+
+
+def test_graceful_shutdown_finishes_requests_in_flight(settings: Settings, own_broker: LocalKafka) -> None:
+    s = _settings(settings, own_broker)
+    env = {**os.environ, "WXARCHIVE_DATA_DIR": str(s.data_dir), "WXARCHIVE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+           "WXARCHIVE_EDGE_PORT": str(s.edge_port), "WXARCHIVE_EDGE_SECRET": "s3cret",
+           "WXARCHIVE_TOPIC_PREFIX": s.topic_prefix, "WXARCHIVE_KAFKA_PARTITIONS": "2"}
+    url = f"http://127.0.0.1:{s.edge_port}"
+    bodies = callbacks(20)
+
+    async def scenario() -> None:
+        edge = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "edge"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            async with aiohttp.ClientSession() as http:
+                await _wait_for(http, f"{url}/readyz", 200)
+                pid = (await asyncio.to_thread(own_broker.status)).pid
+                assert pid is not None
+                os.kill(pid, signal.SIGSTOP)  # Kafka slow: the requests below wait on it, in flight
+
+                async def one(raw: bytes) -> int:
+                    async with http.post(f"{url}/callback/s3cret", data=raw, headers=JSON) as response:
+                        return response.status
+
+                in_flight = [asyncio.create_task(one(raw)) for raw in bodies]
+                await asyncio.sleep(0.5)
+                edge.send_signal(signal.SIGTERM)  # shut down while they wait
+                await asyncio.sleep(0.5)
+                os.kill(pid, signal.SIGCONT)
+                assert await asyncio.gather(*in_flight) == [200] * len(bodies)
+            assert await asyncio.to_thread(edge.wait, 30) in (0, -signal.SIGTERM)
+        finally:
+            if edge.poll() is None:
+                edge.kill()
+        assert sorted(r.value for r in await read_topic(s.kafka_bootstrap, RAW.name(s))) == sorted(bodies)
+
+    asyncio.run(scenario())
