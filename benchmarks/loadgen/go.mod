@@ -1,0 +1,3 @@
+module wxarchive/loadgen
+
+go 1.22
