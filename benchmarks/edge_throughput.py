@@ -112,19 +112,9 @@ def loadgen(binary: Path, url: str, bodies: Path, rate: float, seconds: int) -> 
 def raw_records(bootstrap: str) -> int:
     import asyncio
 
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from wxarchive.kafka_clients import read_to_end
 
-    async def count() -> int:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition("wxarchive.raw", p) for p in consumer.partitions_for_topic("wxarchive.raw") or ()]
-            return sum((await consumer.end_offsets(tps)).values()) if tps else 0
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(asyncio.wait_for(count(), 60))
+    return len(asyncio.run(read_to_end(bootstrap, "wxarchive.raw", timeout=120)))
 
 
 def main() -> None:

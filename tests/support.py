@@ -9,40 +9,17 @@ import uuid
 from collections.abc import AsyncIterator
 
 import uvicorn
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from ingest.app import EdgeApp
 from ingest.server import build_app, server_config
 from wxarchive.config import Settings
+from wxarchive.kafka_clients import read_to_end
 from wxarchive.net import free_ports
 
 
 async def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[ConsumerRecord]:
-    """Every record of `topic` from the beginning to the end offsets as they are now, without a group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed")
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()  # a topic created after the consumer started
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[ConsumerRecord] = []
-        deadline = asyncio.get_running_loop().time() + timeout
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"reading {topic} did not reach its end offsets")
-            for batch in (await consumer.getmany(*tps, timeout_ms=500)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
+    return await read_to_end(bootstrap, topic, timeout)
 
 
 def edge_settings(settings: Settings, **changes: object) -> Settings:

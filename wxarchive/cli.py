@@ -92,6 +92,36 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--insecure", action="store_true", help="accept callbacks without a secret (local use)")
     edge.set_defaults(run=_cmd_edge)
 
+    kw = commands.add_parser("keywords", help="manage the sensitive-word list (workers pick changes up within seconds)",
+                             description="The sensitive-word list lives on the compacted topic PREFIX.keywords. A fuzzy "
+                                         "word also matches evasive spellings (spaces, punctuation, zero-width, "
+                                         "traditional, full-width); a strict word matches only as written. Allow-list "
+                                         "phrases silence hits they contain.")
+    kw_actions = kw.add_subparsers(dest="action", metavar="ACTION", required=True)
+    kw_add = kw_actions.add_parser("add", parents=[config], help="add or change a word (or an allow-list phrase)")
+    kw_add.add_argument("word")
+    kw_add.add_argument("--category", default="default", help="e.g. gambling, fraud, spam (default: default)")
+    kw_add.add_argument("--severity", type=int, default=1, choices=range(1, 6), metavar="1-5", help="default 1")
+    kw_add.add_argument("--strict", action="store_true", help="match only as written, without folding evasions")
+    kw_add.add_argument("--allow", action="store_true", help="an allow-list phrase: hits inside it are not reported")
+    kw_add.add_argument("--group", action="append", default=[], metavar="ID@chatroom", help="only in this group (repeatable)")
+    kw_add.add_argument("--account", action="append", default=[], metavar="WCID", help="only for this account (repeatable)")
+    kw_add.set_defaults(run=_cmd_keywords)
+    kw_remove = kw_actions.add_parser("remove", parents=[config], help="remove a word or phrase")
+    kw_remove.add_argument("word")
+    kw_remove.add_argument("--strict", action="store_true", help="the strict entry of the word")
+    kw_remove.add_argument("--allow", action="store_true", help="an allow-list phrase")
+    kw_remove.set_defaults(run=_cmd_keywords)
+    kw_list = kw_actions.add_parser("list", parents=[config], help="show the current list")
+    kw_list.add_argument("--json", action="store_true", help="one JSON object per rule")
+    kw_list.set_defaults(run=_cmd_keywords)
+    kw_import = kw_actions.add_parser("import", parents=[config], help="add every rule of a file (all or nothing)",
+                                      description="One rule per line: word[,category[,severity[,mode]]] with mode "
+                                                  "fuzzy (default) or strict, or allow:PHRASE[,mode]. Lines starting "
+                                                  "with # are comments. A file with a bad line imports nothing.")
+    kw_import.add_argument("file", type=Path)
+    kw_import.set_defaults(run=_cmd_keywords)
+
     sim = commands.add_parser(
         "simulate", parents=[config], formatter_class=formatter,
         help="generate realistic E云 callback traffic into a file or at an edge",
@@ -228,6 +258,45 @@ def _cmd_edge(args: argparse.Namespace, settings: Settings) -> int:
     print(f"edge listening on http://{settings.edge_host}:{settings.edge_port}/callback "
           f"(Kafka {settings.kafka_bootstrap}, spool {'on' if settings.edge_spool else 'off'})", flush=True)
     serve(app, settings)
+    return 0
+
+
+def _cmd_keywords(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import dataclasses
+
+    import orjson
+
+    from streams.keyword_admin import current_rules, read_import_file, write_rules
+    from streams.keyword_matcher import KeywordRule
+
+    mode = "strict" if getattr(args, "strict", False) else "fuzzy"
+    if args.action == "add":
+        if not args.word.strip():
+            raise ConfigError("keywords add: the word is empty")
+        rule = KeywordRule(args.word.strip(), args.category, args.severity, mode, args.allow, tuple(args.group),
+                           tuple(args.account))
+        asyncio.run(write_rules(settings, [rule]))
+        print(f"added {'allow-list phrase' if rule.allow else 'word'} {rule.word!r} ({rule.mode}, {rule.category}, "
+              f"severity {rule.severity})")
+    elif args.action == "remove":
+        asyncio.run(write_rules(settings, [KeywordRule(args.word.strip(), mode=mode, allow=args.allow)], remove=True))
+        print(f"removed {args.word.strip()!r} ({mode}{', allow-list' if args.allow else ''})")
+    elif args.action == "import":
+        rules = read_import_file(args.file)
+        asyncio.run(write_rules(settings, rules))
+        print(f"imported {len(rules)} rules from {args.file}")
+    else:
+        rules = asyncio.run(current_rules(settings))
+        for rule in rules:
+            if args.json:
+                print(orjson.dumps(dataclasses.asdict(rule)).decode())
+            else:
+                scope = ",".join(rule.groups + rule.accounts) or "everywhere"
+                kind = "allow" if rule.allow else f"{rule.category}/{rule.severity}"
+                print(f"{rule.word}\t{kind}\t{rule.mode}\t{scope}")
+        if not args.json:
+            print(f"{len(rules)} rules", file=sys.stderr)
     return 0
 
 

@@ -12,9 +12,10 @@ import logging
 from contextlib import contextmanager
 from collections.abc import Iterator
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 
 from wxarchive.errors import BrokerError
 
@@ -76,3 +77,34 @@ async def _list_topics(bootstrap: str, timeout: float) -> list[str]:
 
 def probe_sync(bootstrap: str, timeout: float = 5.0) -> list[str]:
     return asyncio.run(probe(bootstrap, timeout))
+
+
+async def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list[ConsumerRecord]:
+    """Every record of `topic`, from the beginning to its end offsets as they are now, without a group.
+    aiokafka logs transient errors it retries itself (a new topic's partitions not loaded yet): held back here."""
+    with _quiet_aiokafka():
+        return await _read_to_end(bootstrap, topic, timeout)
+
+
+async def _read_to_end(bootstrap: str, topic: str, timeout: float) -> list[ConsumerRecord]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # a topic created after the consumer started
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[ConsumerRecord] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            if loop.time() > deadline:
+                raise BrokerError(f"reading {topic} did not reach its end within {timeout:g}s")
+            for batch in (await consumer.getmany(*tps, timeout_ms=500)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()

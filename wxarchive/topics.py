@@ -6,12 +6,14 @@ state per key (keywords, contacts) are compacted. Brokers must not auto-create t
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from wxarchive.config import Settings
+from wxarchive.errors import BrokerError
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,21 @@ async def ensure_topics(settings: Settings, *topics: Topic) -> list[str]:
             await admin.create_topics(new)
         except TopicAlreadyExistsError:
             pass  # another process created it between our look and our request
-        return [t.name(settings) for t in wanted]
+        names = [t.name(settings) for t in wanted]
+        await _wait_for_leaders(admin, names)
+        return names
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
+    """A topic just created has no partition leaders for a moment; clients that use it then get errors."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        described = await admin.describe_topics(names)
+        if all(t.get("error_code", 0) == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+               for t in described):
+            return
+        await asyncio.sleep(0.1)
+    raise BrokerError(f"topics {', '.join(names)} got no partition leaders within {timeout:g}s")

@@ -1,0 +1,63 @@
+"""`wxarchive keywords`: managing the sensitive-word list on its compacted topic.
+
+Writes go straight to PREFIX.keywords with the durable producer; workers pick them up within seconds and
+swap in a new matcher without restarting. `list` reads the topic to its end and shows the latest state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streams.keyword_matcher import KeywordRule
+from streams.keyword_set import KeywordSet, parse_rule_line, removal_record, rule_to_record
+from wxarchive.config import Settings
+from wxarchive.errors import WxarchiveError
+from wxarchive.kafka_clients import durable_producer, read_to_end
+from wxarchive.topics import KEYWORDS, ensure_topics
+
+
+async def write_rules(settings: Settings, rules: list[KeywordRule], remove: bool = False) -> int:
+    await ensure_topics(settings, KEYWORDS)
+    producer = durable_producer(settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        topic = KEYWORDS.name(settings)
+        for rule in rules:
+            key, value = removal_record(rule) if remove else rule_to_record(rule)
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(rules)
+
+
+async def current_rules(settings: Settings) -> list[KeywordRule]:
+    await ensure_topics(settings, KEYWORDS)
+    keywords = KeywordSet()
+    for record in await read_to_end(settings.kafka_bootstrap, KEYWORDS.name(settings)):
+        try:
+            keywords.apply(record.key, record.value)
+        except ValueError:
+            continue  # a record written by hand and broken: workers skip it too
+    return sorted(keywords.rules.values(), key=lambda r: (r.allow, r.category, r.word))
+
+
+def read_import_file(path: Path) -> list[KeywordRule]:
+    """All rules of the file, or an error naming every bad line: an import is all or nothing."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WxarchiveError(f"cannot read {path}: {exc}") from None
+    rules, problems = [], []
+    for number, line in enumerate(lines, 1):
+        try:
+            rule = parse_rule_line(line)
+        except ValueError as exc:
+            problems.append(f"line {number}: {exc}")
+            continue
+        if rule is not None:
+            rules.append(rule)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise WxarchiveError(f"{path} has {len(problems)} bad line(s), nothing was imported: {shown}")
+    return rules
