@@ -44,7 +44,7 @@ near_valid = st.fixed_dictionaries({
 })
 # the stdlib encoder writes integers beyond 64 bits and escapes lone surrogates: both are inputs to survive
 bodies = st.one_of(st.binary(max_size=3000), callbacks.map(lambda d: json.dumps(d).encode()),
-                   near_valid.map(lambda d: json.dumps(d).encode()),
+                   near_valid.map(lambda d: json.dumps(d).encode()), near_valid.map(lambda d: json.dumps(d).encode()),
                    callbacks.map(lambda d: json.dumps(d, ensure_ascii=False).encode("utf-8", "surrogatepass")))
 requests = st.fixed_dictionaries({
     "method": st.sampled_from(["POST", "POST", "POST", "GET", "PUT"]),
@@ -89,7 +89,9 @@ def test_random_requests_never_crash_the_edge(settings: Settings) -> None:
         orjson.loads(sent[1]["body"])  # every answer is JSON or the metrics text
         return int(sent[0]["status"])
 
-    @hypothesis_settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    # derandomized: CI runs the same 400 requests every time, so a failure reproduces and a pass means the same
+    @hypothesis_settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+                         derandomize=True)
     @given(requests)
     def check(req: dict[str, Any]) -> None:
         status = loop.run_until_complete(call(req))
