@@ -12,7 +12,6 @@ message (the fastest raw matcher), and plain pyahocorasick per message. Targets 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import time
@@ -20,11 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import daachorse  # noqa: E402
 
 from streams.keyword_matcher import KeywordMatcher, KeywordRule, Subject  # noqa: E402
 from streams.text_fold import fold_table  # noqa: E402
+from timing import best_seconds, pin_to_one_core  # noqa: E402
 
 EVASIONS: list[Callable[[str], str]] = [
     lambda w: " ".join(w), lambda w: "\u200b".join(w), lambda w: "*".join(w), lambda w: w.upper(),
@@ -52,12 +53,7 @@ def corpus(rng: random.Random, words: list[str], count: int) -> tuple[list[str],
 
 
 def best_rate(fn: Callable[[], object], megabytes: float, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return megabytes / best
+    return megabytes / best_seconds(fn, rounds)
 
 
 def main() -> None:
@@ -70,8 +66,7 @@ def main() -> None:
         import ahocorasick
     except ImportError:
         raise SystemExit("the pyahocorasick baseline is missing: .venv/bin/pip install -e '.[bench]'") from None
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_core()
     rng = random.Random(5)
     pool = [chr(c) for c in range(0x4E00, 0x9FA5)]
     words = list({"".join(rng.choices(pool, k=rng.randint(2, 4))) for _ in range(args.words * 2)})[: args.words - 500]

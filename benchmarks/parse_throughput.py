@@ -9,24 +9,25 @@ rounds, so a busy moment on the machine does not decide it. Prints both rates an
 from __future__ import annotations
 
 import argparse
-import os
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import best_seconds, pin_to_one_core  # noqa: E402
 
 from eyun.traffic import TrafficConfig, TrafficGenerator
 from schemas.message import parse_message
 
 
 def best_rate(fn: Callable[[bytes], object], bodies: list[bytes], rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        started = time.perf_counter()
+    def run() -> None:
         for body in bodies:
             fn(body)
-        best = min(best, time.perf_counter() - started)
-    return len(bodies) / best
+
+    return len(bodies) / best_seconds(run, rounds)
 
 
 def main() -> None:
@@ -35,8 +36,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the target says
+    pin_to_one_core()
     bodies = TrafficGenerator(TrafficConfig(count=args.count, seed=args.seed, duplicate_rate=0, malformed_rate=0)).bodies()
     xml = [b for b in bodies if b'"content":"<' in b or b'\\n<' in b]
     plain = [b for b in bodies if b not in set(xml)]
