@@ -64,10 +64,13 @@ class ArchiveMessage:
         """Every human-written text of the message, for moderation and search."""
         return [t for t in (self.text, self.title, self.description, self.file_name, self.quoted_text) if t]
 
-    def to_json(self) -> bytes:
+    def to_dict(self) -> dict[str, object]:
         record = asdict(self)
         record["raw"] = self.raw.decode("utf-8")
-        return orjson.dumps(record)
+        return record
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
 
 
 def parse_message(body: bytes, *, with_xml: bool = True) -> ArchiveMessage:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,10 +29,15 @@ Every setting is a WXARCHIVE_* environment variable and a flag; `wxarchive confi
 
 EPILOG = """\
 examples:
-  wxarchive up                      start the local broker and the embedded ClickHouse, report health
-  wxarchive up --check              the same, then stop and exit 0 if everything was healthy
-  wxarchive kafka start --port 9192 start only the local broker, on another port
-  wxarchive config                  print the effective configuration (secrets masked)"""
+  wxarchive up                        start the local broker and the embedded ClickHouse, report health
+  wxarchive up --check                the same, then stop and exit 0 if everything was healthy
+  wxarchive kafka start --port 9192   start only the local broker, on another port
+  WXARCHIVE_EDGE_SECRET=s3cret wxarchive edge --spool
+                                      receive E云 callbacks on :8080/callback/s3cret
+  wxarchive worker                    dedupe, moderate and emit the archive's streams
+  wxarchive keywords add 赌博 --category gambling --severity 3
+  wxarchive simulate --count 10000 --url http://127.0.0.1:8080/callback/s3cret
+  wxarchive config                    print the effective configuration (secrets masked)"""
 
 
 def _config_flags() -> argparse.ArgumentParser:
@@ -46,38 +52,38 @@ def _config_flags() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     config = _config_flags()
     formatter = argparse.RawDescriptionHelpFormatter
+
+    def _leaf(group: Any, name: str, run: Callable[[argparse.Namespace, Settings], int], help: str,
+              **details: str) -> argparse.ArgumentParser:
+        """A runnable command: every one takes the configuration flags."""
+        command = group.add_parser(name, parents=[config], formatter_class=formatter, help=help, **details)
+        command.set_defaults(run=run)
+        return command
+
     parser = argparse.ArgumentParser(prog="wxarchive", description=DESCRIPTION, epilog=EPILOG, formatter_class=formatter)
     parser.add_argument("--version", action="version", version=f"wxarchive {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    up = commands.add_parser("up", parents=[config], formatter_class=formatter,
-                             help="run the archive on this machine (local broker, embedded ClickHouse)",
+    up = _leaf(commands, "up", _cmd_up, help="run the archive on this machine (local broker, embedded ClickHouse)",
                              description="Start every part of the archive that is not already running, print where "
                                          "each one is and whether it is healthy, and keep running until Ctrl-C, "
                                          "which stops what this command started.")
     up.add_argument("--check", action="store_true", help="report health, stop what was started, and exit (0 = healthy)")
-    up.set_defaults(run=_cmd_up)
 
     kafka = commands.add_parser("kafka", help="manage the local Apache Kafka broker (embedded mode)",
                                 description="The local single-node Kafka broker, run from Maven Central jars. "
                                             "Its data, logs and pid file live in DATA_DIR/kafka.")
     actions = kafka.add_subparsers(dest="action", metavar="ACTION", required=True)
-    fetch = actions.add_parser("fetch", parents=[config], help="download the broker's jars with Maven (once)")
-    fetch.set_defaults(run=_cmd_kafka_fetch)
-    start = actions.add_parser("start", parents=[config], help="start the broker and wait until it serves requests")
+    _leaf(actions, "fetch", _cmd_kafka_fetch, help="download the broker's jars with Maven (once)")
+    start = _leaf(actions, "start", _cmd_kafka_start, help="start the broker and wait until it serves requests")
     start.add_argument("--host", help="address to listen on (default: the host of WXARCHIVE_KAFKA_BOOTSTRAP)")
     start.add_argument("--port", type=int, help="broker port (default: the port of WXARCHIVE_KAFKA_BOOTSTRAP)")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness (default 90)")
-    start.set_defaults(run=_cmd_kafka_start)
-    stop = actions.add_parser("stop", parents=[config], help="stop the broker (SIGTERM, then SIGKILL)")
+    stop = _leaf(actions, "stop", _cmd_kafka_stop, help="stop the broker (SIGTERM, then SIGKILL)")
     stop.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL (default 30)")
-    stop.set_defaults(run=_cmd_kafka_stop)
-    status = actions.add_parser("status", parents=[config], help="is the broker running and answering?")
-    status.set_defaults(run=_cmd_kafka_status)
+    _leaf(actions, "status", _cmd_kafka_status, help="is the broker running and answering?")
 
-    edge = commands.add_parser(
-        "edge", parents=[config], formatter_class=formatter,
-        help="run the ingest edge: receive E云 callbacks and write them to Kafka",
+    edge = _leaf(commands, "edge", _cmd_edge, help="run the ingest edge: receive E云 callbacks and write them to Kafka",
         description="Receive E云 callbacks on POST /callback/SECRET (or /callback?secret=SECRET) and answer 200 only "
                     "after Kafka acknowledged the body, written unchanged to wxarchive.raw. Refused bodies of "
                     "authenticated senders go to wxarchive.dlq with the reason. With --spool, callbacks are kept "
@@ -90,7 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--port", type=int, help="port (default WXARCHIVE_EDGE_PORT, 8080)")
     edge.add_argument("--spool", action="store_true", default=None, help="keep accepting while Kafka is down")
     edge.add_argument("--insecure", action="store_true", help="accept callbacks without a secret (local use)")
-    edge.set_defaults(run=_cmd_edge)
+
+    _leaf(commands, "worker", _cmd_worker, help="run the stream worker: dedupe, moderate, and emit the archive's streams",
+        description="Read PREFIX.raw in micro-batches; send bodies that cannot be archived to PREFIX.dlq with the "
+                    "reason; drop duplicates of (wcId, newMsgId) seen within 7 days; check every text against the "
+                    "sensitive-word list (which it follows live); emit messages to PREFIX.messages, account, group "
+                    "and friend events to PREFIX.events, and hits to PREFIX.moderation. Run several to scale out, up "
+                    "to the raw topic's partitions. Stops cleanly on Ctrl-C or SIGTERM.")
 
     kw = commands.add_parser("keywords", help="manage the sensitive-word list (workers pick changes up within seconds)",
                              description="The sensitive-word list lives on the compacted topic PREFIX.keywords. A fuzzy "
@@ -98,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "traditional, full-width); a strict word matches only as written. Allow-list "
                                          "phrases silence hits they contain.")
     kw_actions = kw.add_subparsers(dest="action", metavar="ACTION", required=True)
-    kw_add = kw_actions.add_parser("add", parents=[config], help="add or change a word (or an allow-list phrase)")
+    kw_add = _leaf(kw_actions, "add", _cmd_keywords, help="add or change a word (or an allow-list phrase)")
     kw_add.add_argument("word")
     kw_add.add_argument("--category", default="default", help="e.g. gambling, fraud, spam (default: default)")
     kw_add.add_argument("--severity", type=int, default=1, choices=range(1, 6), metavar="1-5", help="default 1")
@@ -106,25 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     kw_add.add_argument("--allow", action="store_true", help="an allow-list phrase: hits inside it are not reported")
     kw_add.add_argument("--group", action="append", default=[], metavar="ID@chatroom", help="only in this group (repeatable)")
     kw_add.add_argument("--account", action="append", default=[], metavar="WCID", help="only for this account (repeatable)")
-    kw_add.set_defaults(run=_cmd_keywords)
-    kw_remove = kw_actions.add_parser("remove", parents=[config], help="remove a word or phrase")
+    kw_remove = _leaf(kw_actions, "remove", _cmd_keywords, help="remove a word or phrase")
     kw_remove.add_argument("word")
     kw_remove.add_argument("--strict", action="store_true", help="the strict entry of the word")
     kw_remove.add_argument("--allow", action="store_true", help="an allow-list phrase")
-    kw_remove.set_defaults(run=_cmd_keywords)
-    kw_list = kw_actions.add_parser("list", parents=[config], help="show the current list")
+    kw_list = _leaf(kw_actions, "list", _cmd_keywords, help="show the current list")
     kw_list.add_argument("--json", action="store_true", help="one JSON object per rule")
-    kw_list.set_defaults(run=_cmd_keywords)
-    kw_import = kw_actions.add_parser("import", parents=[config], help="add every rule of a file (all or nothing)",
+    kw_import = _leaf(kw_actions, "import", _cmd_keywords, help="add every rule of a file (all or nothing)",
                                       description="One rule per line: word[,category[,severity[,mode]]] with mode "
                                                   "fuzzy (default) or strict, or allow:PHRASE[,mode]. Lines starting "
                                                   "with # are comments. A file with a bad line imports nothing.")
     kw_import.add_argument("file", type=Path)
-    kw_import.set_defaults(run=_cmd_keywords)
 
-    sim = commands.add_parser(
-        "simulate", parents=[config], formatter_class=formatter,
-        help="generate realistic E云 callback traffic into a file or at an edge",
+    sim = _leaf(commands, "simulate", _cmd_simulate, help="generate realistic E云 callback traffic into a file or at an edge",
         description="Generate callbacks as E云 sends them: several accounts, private and group chats, the type mix "
                     "of real chats, re-pushed duplicates (some long after, some under a new wId), out-of-order "
                     "delivery, sensitive words in evasive spellings and malformed bodies. The same --seed gives "
@@ -146,11 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--concurrency", type=int, default=16, help="with --url: requests in flight (default 16)")
     sim.add_argument("--summary", type=Path, metavar="FILE", help="also write the summary as JSON")
     sim.add_argument("--quiet", action="store_true", help="no progress display")
-    sim.set_defaults(run=_cmd_simulate)
 
-    fake = commands.add_parser(
-        "fake-eyun", parents=[config], formatter_class=formatter,
-        help="run a fake E云 API (getContact, sendText, address list, chat rooms) for local use and tests",
+    fake = _leaf(commands, "fake-eyun", _cmd_fake_eyun, help="run a fake E云 API (getContact, sendText, address list, chat rooms) for local use and tests",
         description="Serve the E云 endpoints the archive uses, with the documents' response shapes, from a generated "
                     "directory of accounts, friends and groups (the same --seed and --accounts as `simulate` give "
                     "the same people). Knobs inject failures, latency and timeouts; GET /_fake/calls lists every "
@@ -164,11 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--jitter-ms", type=float, default=0.0, help="plus up to this much at random")
     fake.add_argument("--timeout-rate", type=float, default=0.0, help="share of calls that hang for 30 s")
     fake.add_argument("--enforce-pacing", action="store_true", help="answer 1001 to getContact calls under 300 ms apart")
-    fake.set_defaults(run=_cmd_fake_eyun)
 
-    cfg = commands.add_parser("config", parents=[config], help="print the effective configuration (secrets masked)")
+    cfg = _leaf(commands, "config", _cmd_config, help="print the effective configuration (secrets masked)")
     cfg.add_argument("--describe", action="store_true", help="list every setting: variable, flag, default, meaning")
-    cfg.set_defaults(run=_cmd_config)
     return parser
 
 
@@ -258,6 +259,13 @@ def _cmd_edge(args: argparse.Namespace, settings: Settings) -> int:
     print(f"edge listening on http://{settings.edge_host}:{settings.edge_port}/callback "
           f"(Kafka {settings.kafka_bootstrap}, spool {'on' if settings.edge_spool else 'off'})", flush=True)
     serve(app, settings)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.worker import run
+
+    run(settings)
     return 0
 
 

@@ -1,5 +1,6 @@
 """The command line as a newcomer meets it: helpful --help, one-line errors, masked config output."""
 
+import re
 import subprocess
 import sys
 
@@ -7,7 +8,9 @@ import pytest
 
 from wxarchive.cli import build_parser, main
 
-COMMANDS = [["up"], ["kafka", "fetch"], ["kafka", "start"], ["kafka", "stop"], ["kafka", "status"], ["config"]]
+COMMANDS = [["up"], ["kafka", "fetch"], ["kafka", "start"], ["kafka", "stop"], ["kafka", "status"], ["config"],
+            ["edge"], ["worker"], ["simulate"], ["fake-eyun"], ["keywords", "add"], ["keywords", "remove"],
+            ["keywords", "list"], ["keywords", "import"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -25,8 +28,8 @@ def test_top_level_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for name in ("up", "kafka", "config"):
-        assert f"    {name} " in out
+    for name in ("up", "kafka", "edge", "worker", "keywords", "simulate", "fake-eyun", "config"):
+        assert re.search(rf"^    {name}\b", out, re.M), name
 
 
 def test_config_prints_effective_values_masked(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

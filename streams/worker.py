@@ -1,0 +1,148 @@
+"""`wxarchive worker`: the faust-streaming application that turns PREFIX.raw into the archive's streams.
+
+One agent reads the raw topic in micro-batches (up to 1,000 records or 50 ms), runs
+streams.processing.process_batch, sends the outputs and waits for their acknowledgements; only then does
+faust move on and commit the batch's offsets (at-least-once). The dedupe state is a faust table, so it is
+restored from its changelog after a restart; faust writes each key to the changelog partition of the
+event current at the time, so the batch loop makes each record's event current before touching the table.
+
+The sensitive-word list is followed like a global table: every worker reads all partitions of
+PREFIX.keywords from the beginning and keeps following it, compiling a new matcher off to the side after
+each change and swapping it in, so a word added with `wxarchive keywords add` applies within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from streams.faust_app import create_app
+from streams.keyword_set import KeywordSet
+from streams.processing import Dedupe, RawRecord, process_batch
+from wxarchive.config import Settings
+from wxarchive.topics import DLQ, EVENTS, KEYWORDS, MESSAGES, MODERATION, RAW, ensure_topics
+
+log = logging.getLogger("wxarchive.worker")
+BATCH_MAX = 1000
+BATCH_WITHIN_S = 0.05
+DEDUPE_HORIZON_MS = 7 * 24 * 3600 * 1000
+RAW_CODEC = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+@dataclass
+class WorkerStats:
+    processed: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    hits: int = 0
+    keyword_versions: int = 0
+    batches: int = 0
+    last_batch_ms: float = 0.0
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, store: str = "memory://", web_port: int | None = None,
+                 horizon_ms: int = DEDUPE_HORIZON_MS) -> None:
+        self.settings = settings
+        self.keywords = KeywordSet()
+        self.stats = WorkerStats()
+        self.app: faust.App = create_app(settings, f"{settings.topic_prefix}-worker", store=store,
+                                         partitions=settings.kafka_partitions, web_port=web_port)
+        app = self.app
+        self.raw = app.topic(RAW.name(settings), **RAW_CODEC)
+        self.outputs = {t.suffix: app.topic(t.name(settings), **RAW_CODEC) for t in (MESSAGES, EVENTS, MODERATION, DLQ)}
+        self.seen = app.Table("dedupe", key_type=str, value_type=int, partitions=settings.kafka_partitions)
+        self.horizon_ms = horizon_ms
+        app.agent(self.raw, name="archive")(self._archive)
+        app.task(self._follow_keywords)
+
+    async def prepare(self) -> None:
+        """The topics the worker reads and writes exist before faust subscribes (faust creates none of them)."""
+        await ensure_topics(self.settings, RAW, DLQ, MESSAGES, EVENTS, MODERATION, KEYWORDS)
+
+    async def _archive(self, stream: faust.StreamT) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            started = time.perf_counter()
+            records = [RawRecord(e.message.key, e.message.value, tuple((k, bytes(v)) for k, v in e.message.headers or ()),
+                                 e.message.partition, e.message.offset) for e in events]
+            dedupe = Dedupe(self.seen.get, self.seen.__setitem__, self.horizon_ms)
+            out = process_batch(records, dedupe, self.keywords.matcher, int(time.time() * 1000),
+                                before_record=lambda i: stream._set_current_event(events[i]))
+            pending = []
+            for topic, items in ((MESSAGES, out.messages), (EVENTS, out.events), (MODERATION, out.moderation)):
+                for key, value in items:
+                    pending.append(await self.outputs[topic.suffix].send(key=key, value=value))
+            for key, value, headers in out.dead_letters:
+                pending.append(await self.outputs[DLQ.suffix].send(key=key, value=value, headers=headers))
+            await asyncio.gather(*pending)  # acknowledged before faust may commit this batch's offsets
+            self.stats.processed += len(records)
+            self.stats.duplicates += out.duplicates
+            self.stats.dead_letters += len(out.dead_letters)
+            self.stats.hits += out.hits
+            self.stats.batches += 1
+            self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
+
+    async def _follow_keywords(self) -> None:
+        """Read every partition of the keywords topic from the start and keep following it."""
+        topic = KEYWORDS.name(self.settings)
+        while True:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
+            try:
+                await consumer.start()
+                await consumer._client.force_metadata_update()
+                tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                while True:
+                    batches = await consumer.getmany(*tps, timeout_ms=500)
+                    for records in batches.values():
+                        for record in records:
+                            try:
+                                self.keywords.apply(record.key, record.value)
+                            except ValueError as exc:
+                                log.warning("skipping a malformed keyword record", extra={"error": str(exc)})
+                    if await self.keywords.refresh():
+                        self.stats.keyword_versions += 1
+                        log.info("keyword list updated", extra={"rules": len(self.keywords.rules),
+                                                                 "version": self.keywords.version})
+            except KafkaError as exc:
+                log.warning("keyword follower lost Kafka; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(1.0)
+            finally:
+                await consumer.stop()
+
+    async def start(self) -> None:
+        await self.prepare()
+        await self.app.start()
+
+    async def stop(self) -> None:
+        await self.app.stop()
+
+
+def run(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM, then stop faust cleanly (it commits what was acknowledged)."""
+    import signal
+
+    async def main() -> None:
+        worker = Worker(settings)
+        await worker.start()
+        print(f"worker archiving {RAW.name(settings)} from Kafka {settings.kafka_bootstrap}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await worker.stop()
+            s = worker.stats
+            print(f"worker stopped: {s.processed} records, {s.duplicates} duplicates, {s.dead_letters} dead letters, "
+                  f"{s.hits} moderation hits", flush=True)
+
+    asyncio.run(main())

@@ -1,0 +1,189 @@
+"""The stream worker on the real broker, driven by the simulator: exactly the unique messages come out."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import orjson
+
+from eyun.traffic import DEMO_KEYWORDS, TrafficConfig, TrafficGenerator
+from schemas.callback import PayloadError
+from schemas.message import parse_message
+from streams.keyword_admin import write_rules
+from streams.keyword_matcher import KeywordRule
+from streams.worker import Worker
+from tests.support import read_topic
+from wxarchive.config import Settings
+from wxarchive.kafka_clients import durable_producer
+from wxarchive.topics import DLQ, EVENTS, MESSAGES, MODERATION, RAW, ensure_topics
+
+
+def worker_settings(settings: Settings, topic_name: Callable[[str], str]) -> Settings:
+    return dataclasses.replace(settings, topic_prefix=topic_name("w"), kafka_partitions=2)
+
+
+async def publish_raw(s: Settings, bodies: list[bytes]) -> None:
+    """Write callbacks to the raw topic keyed as the edge keys them (malformed ones keyed by nothing)."""
+    await ensure_topics(s, RAW)
+    producer = durable_producer(s.kafka_bootstrap)
+    await producer.start()
+    try:
+        for body in bodies:
+            try:
+                key = parse_message(body, with_xml=False).kafka_key.encode()
+            except PayloadError:
+                key = None
+            await producer.send(RAW.name(s), body, key=key, headers=[("wx-received-at", b"1700000000000")])
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the worker did not get there in time")
+        await asyncio.sleep(0.5)
+
+
+async def count(s: Settings, topic) -> int:  # type: ignore[no-untyped-def]
+    return len(await read_topic(s.kafka_bootstrap, topic.name(s)))
+
+
+def test_duplicates_dropped_malformed_dead_lettered_and_state_survives_a_restart(settings: Settings, topic_name) -> None:  # type: ignore[no-untyped-def]
+    s = worker_settings(settings, topic_name)
+    generator = TrafficGenerator(TrafficConfig(count=3000, seed=21, duplicate_rate=0.2, malformed_rate=0.02))
+    bodies = generator.bodies()
+    truth = generator.summary
+
+    async def scenario() -> None:
+        await publish_raw(s, bodies)
+        worker = Worker(s)
+        await worker.start()
+        try:
+            await until(lambda: _all_done(s, truth.expected_unique_messages, truth.expected_unique_events, truth.malformed))
+            assert worker.stats.duplicates == truth.duplicates
+        finally:
+            await worker.stop()
+        messages = await read_topic(s.kafka_bootstrap, MESSAGES.name(s))
+        identities = [(orjson.loads(r.value)["account"], orjson.loads(r.value)["identity"]) for r in messages]
+        assert len(identities) == len(set(identities)) == truth.expected_unique_messages
+        dead = await read_topic(s.kafka_bootstrap, DLQ.name(s))
+        assert all(dict(r.headers)["wx-stage"] == b"worker" and dict(r.headers)["wx-reason"] for r in dead)
+
+        # history re-pushed after the worker restarted: its restored dedupe state drops all of it
+        await publish_raw(s, bodies[:500])
+        again = Worker(s)
+        await again.start()
+        try:
+            await until(lambda: _processed(again, 500))
+            await asyncio.sleep(1.0)
+        finally:
+            await again.stop()
+        assert await count(s, MESSAGES) == truth.expected_unique_messages
+        assert await count(s, EVENTS) == truth.expected_unique_events
+
+    asyncio.run(scenario())
+
+
+async def _processed(worker: Worker, n: int) -> bool:
+    return worker.stats.processed >= n
+
+
+async def _all_done(s: Settings, messages: int, events: int, dead: int) -> bool:
+    return (await count(s, MESSAGES), await count(s, EVENTS), await count(s, DLQ)) == (messages, events, dead)
+
+
+def test_a_keyword_added_on_the_topic_applies_without_a_restart(settings: Settings, topic_name) -> None:  # type: ignore[no-untyped-def]
+    s = worker_settings(settings, topic_name)
+    before = orjson.dumps({"wcId": "wxid_a", "messageType": "60001", "data": {
+        "fromUser": "wxid_b", "toUser": "wxid_a", "content": "周末去网-賭吗", "newMsgId": 1, "timestamp": 1700000000}})
+    after = before.replace(b'"newMsgId":1', b'"newMsgId":2')
+
+    async def scenario() -> None:
+        worker = Worker(s)
+        await worker.start()
+        try:
+            await publish_raw(s, [before])
+            await until(lambda: _processed(worker, 1))
+            assert await count(s, MODERATION) == 0
+            started = time.monotonic()
+            await write_rules(s, [KeywordRule("网赌", "gambling", 3)])
+            await until(lambda: _keyword_version(worker, 1), timeout=10)
+            took = time.monotonic() - started
+            await publish_raw(s, [after])
+            await until(lambda: _count_is(s, MODERATION, 1), timeout=30)
+        finally:
+            await worker.stop()
+        (hit,) = [orjson.loads(r.value) for r in await read_topic(s.kafka_bootstrap, MODERATION.name(s))]
+        assert (hit["word"], hit["matched"], hit["category"], hit["new_msg_id"]) == ("网赌", "网-賭", "gambling", 2)
+        assert took < 5.0
+
+    asyncio.run(scenario())
+
+
+async def _keyword_version(worker: Worker, version: int) -> bool:
+    return worker.keywords.version >= version
+
+
+async def _count_is(s: Settings, topic, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return await count(s, topic) == n
+
+
+def test_simulated_sensitive_messages_all_reach_the_moderation_topic(settings: Settings, topic_name) -> None:  # type: ignore[no-untyped-def]
+    s = worker_settings(settings, topic_name)
+    generator = TrafficGenerator(TrafficConfig(count=2000, seed=8, duplicate_rate=0.1, sensitive_rate=0.2, malformed_rate=0))
+    bodies = generator.bodies()
+
+    async def scenario() -> None:
+        await write_rules(s, [KeywordRule(w, c, sev) for w, c, sev in DEMO_KEYWORDS])
+        worker = Worker(s)
+        await worker.start()
+        try:
+            await until(lambda: _keyword_version(worker, 1), timeout=10)
+            await publish_raw(s, bodies)
+            truth = generator.summary
+            await until(lambda: _count_is(s, MESSAGES, truth.expected_unique_messages))
+            await until(lambda: _processed(worker, len(bodies)))
+        finally:
+            await worker.stop()
+        hits = [orjson.loads(r.value) for r in await read_topic(s.kafka_bootstrap, MODERATION.name(s))]
+        in_text = {(h["account"], h["identity"]) for h in hits if h["field"] == "text"}
+        assert len(in_text) == generator.summary.sensitive_messages  # every planted message, each once
+        assert {h["category"] for h in hits} == set(generator.summary.sensitive_by_category)
+        # and a reply that quotes a planted message repeats its words: flagged through its quoted text
+        others = {h["field"] for h in hits if (h["account"], h["identity"]) not in in_text}
+        assert others <= {"quoted_text"}
+
+    asyncio.run(scenario())
+
+
+def test_worker_command_runs_and_stops_on_sigterm(settings: Settings, topic_name) -> None:  # type: ignore[no-untyped-def]
+    s = worker_settings(settings, topic_name)
+    generator = TrafficGenerator(TrafficConfig(count=200, seed=3, duplicate_rate=0.1, malformed_rate=0))
+    bodies = generator.bodies()
+    env = {**os.environ, "WXARCHIVE_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "WXARCHIVE_TOPIC_PREFIX": s.topic_prefix,
+           "WXARCHIVE_KAFKA_PARTITIONS": "2", "WXARCHIVE_DATA_DIR": str(s.data_dir)}
+    asyncio.run(publish_raw(s, bodies))
+    proc = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "worker"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("worker archiving")
+        asyncio.run(until(lambda: _count_is(s, MESSAGES, generator.summary.expected_unique_messages), timeout=60))
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "worker stopped: 200 records, 20 duplicates, 0 dead letters" in out
+
