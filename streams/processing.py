@@ -1,9 +1,9 @@
 """What the worker does to a micro-batch of raw callbacks, free of faust so it can be tested on its own.
 
-For each record: parse and normalize it (a body that cannot be archived goes to the dead-letter topic
-with the reason), drop it if its identity (wcId, newMsgId, or the stable hash) was seen within the dedupe
-horizon, then check every text of the surviving messages against the sensitive-word list in one matcher
-call. Outputs are records for the messages, events, moderation and dead-letter topics. The caller sends
+Two phases, so the worker can look names up in between: `prepare_batch` parses and normalizes each record
+(a body that cannot be archived goes to the dead-letter topic with the reason) and drops it if its identity
+(wcId, newMsgId, or the stable hash) was seen within the dedupe horizon; `finish_batch` checks every text
+of the surviving messages against the sensitive-word list in one matcher call. Outputs are records for the messages, events, moderation and dead-letter topics. The caller sends
 them and waits for Kafka's acknowledgements before the batch's source offsets may be committed, so a crash
 anywhere repeats work (duplicates the sinks remove) and never skips it.
 """
@@ -17,6 +17,7 @@ import orjson
 
 from schemas.callback import PayloadError
 from schemas.message import ArchiveMessage, parse_message
+from streams.enrichment import Names
 from streams.keyword_matcher import Hit, KeywordMatcher, Subject
 
 TEXT_FIELDS = ("text", "title", "description", "file_name", "quoted_text")
@@ -32,12 +33,19 @@ class RawRecord:
 
 
 @dataclass
+class Prepared:
+    """A batch after parsing and dedupe: the messages to archive, and what was set aside."""
+
+    kept: list[tuple[ArchiveMessage, RawRecord]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+@dataclass
 class Outputs:
     messages: list[tuple[bytes, bytes]] = field(default_factory=list)
     events: list[tuple[bytes, bytes]] = field(default_factory=list)
     moderation: list[tuple[bytes, bytes]] = field(default_factory=list)
-    dead_letters: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
-    duplicates: int = 0
     hits: int = 0
 
 
@@ -58,23 +66,29 @@ class Dedupe:
         return False
 
 
-def process_batch(records: list[RawRecord], dedupe: Dedupe, matcher: KeywordMatcher, now_ms: int,
-                  before_record: Callable[[int], None] = lambda index: None) -> Outputs:
+def prepare_batch(records: list[RawRecord], dedupe: Dedupe, now_ms: int,
+                  before_record: Callable[[int], None] = lambda index: None) -> Prepared:
     """`before_record(i)` runs before record i touches the dedupe state (faust needs its event current)."""
-    out = Outputs()
-    kept: list[tuple[ArchiveMessage, RawRecord]] = []
+    prepared = Prepared()
     for index, record in enumerate(records):
         try:
             message = parse_message(record.value)
         except PayloadError as exc:
-            out.dead_letters.append((record.key, record.value, [*record.headers, ("wx-reason", exc.reason.encode()),
-                                                                 ("wx-stage", b"worker")]))
+            prepared.dead_letters.append((record.key, record.value, [
+                *record.headers, ("wx-reason", exc.reason.encode()), ("wx-stage", b"worker")]))
             continue
         before_record(index)
         if dedupe.is_duplicate(message.dedupe_key, now_ms):
-            out.duplicates += 1
+            prepared.duplicates += 1
             continue
-        kept.append((message, record))
+        prepared.kept.append((message, record))
+    return prepared
+
+
+def finish_batch(prepared: Prepared, names: list[Names], matcher: KeywordMatcher) -> Outputs:
+    """Moderate every text of the kept messages in one matcher call; build the output records."""
+    out = Outputs()
+    kept = prepared.kept
 
     subjects: list[Subject] = []
     owners: list[int] = []
@@ -92,7 +106,7 @@ def process_batch(records: list[RawRecord], dedupe: Dedupe, matcher: KeywordMatc
     for position, (message, record) in enumerate(kept):
         key = message.kafka_key.encode()
         hits = hits_of.get(position, [])
-        value = _archive_record(message, record, len(hits))
+        value = _archive_record(message, record, names[position], len(hits))
         (out.messages if message.kind == "message" else out.events).append((key, value))
         for hit in hits:
             out.moderation.append((key, _hit_record(message, hit)))
@@ -100,8 +114,10 @@ def process_batch(records: list[RawRecord], dedupe: Dedupe, matcher: KeywordMatc
     return out
 
 
-def _archive_record(message: ArchiveMessage, record: RawRecord, hits: int) -> bytes:
+def _archive_record(message: ArchiveMessage, record: RawRecord, names: Names, hits: int) -> bytes:
     doc = message.to_dict()
+    doc.update(sender_name=names.sender_name, sender_remark=names.sender_remark, sender_alias=names.sender_alias,
+               conversation_name=names.conversation_name, enriched=names.enriched)
     headers = dict(record.headers)
     doc["received_ms"] = int(headers.get("wx-received-at", b"0") or 0)
     doc["source"] = {"partition": record.partition, "offset": record.offset}

@@ -22,16 +22,18 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from eyun.client import EyunClient
+from streams.enrichment import Enricher
 from streams.faust_app import create_app
 from streams.keyword_set import KeywordSet
-from streams.processing import Dedupe, RawRecord, process_batch
+from streams.processing import Dedupe, RawRecord, finish_batch, prepare_batch
 from wxarchive.config import Settings
-from wxarchive.topics import DLQ, EVENTS, KEYWORDS, MESSAGES, MODERATION, RAW, ensure_topics
+from wxarchive.kafka_clients import read_to_end
+from wxarchive.topics import CONTACTS, DLQ, EVENTS, KEYWORDS, MESSAGES, MODERATION, RAW, ensure_topics
 
 log = logging.getLogger("wxarchive.worker")
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.05
-DEDUPE_HORIZON_MS = 7 * 24 * 3600 * 1000
 RAW_CODEC = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -47,24 +49,34 @@ class WorkerStats:
 
 
 class Worker:
-    def __init__(self, settings: Settings, *, store: str = "memory://", web_port: int | None = None,
-                 horizon_ms: int = DEDUPE_HORIZON_MS) -> None:
+    def __init__(self, settings: Settings, *, web_port: int | None = None) -> None:
         self.settings = settings
         self.keywords = KeywordSet()
         self.stats = WorkerStats()
-        self.app: faust.App = create_app(settings, f"{settings.topic_prefix}-worker", store=store,
+        self.app: faust.App = create_app(settings, f"{settings.topic_prefix}-worker", store=settings.worker_store,
                                          partitions=settings.kafka_partitions, web_port=web_port)
         app = self.app
         self.raw = app.topic(RAW.name(settings), **RAW_CODEC)
-        self.outputs = {t.suffix: app.topic(t.name(settings), **RAW_CODEC) for t in (MESSAGES, EVENTS, MODERATION, DLQ)}
+        self.outputs = {t.suffix: app.topic(t.name(settings), **RAW_CODEC)
+                        for t in (MESSAGES, EVENTS, MODERATION, DLQ, CONTACTS)}
         self.seen = app.Table("dedupe", key_type=str, value_type=int, partitions=settings.kafka_partitions)
-        self.horizon_ms = horizon_ms
+        self.horizon_ms = settings.worker_dedupe_days * 24 * 3600 * 1000
+        client = EyunClient(settings.eyun_url, settings.eyun_token) if settings.eyun_url else None
+        if client is None:
+            log.warning("no E云 API configured (WXARCHIVE_EYUN_URL): messages are archived without names")
+        self.enricher = Enricher(client, self._publish_contact, bound=settings.worker_enrich_timeout,
+                                 ttl_ms=settings.worker_contact_ttl_hours * 3600 * 1000)
         app.agent(self.raw, name="archive")(self._archive)
         app.task(self._follow_keywords)
 
     async def prepare(self) -> None:
-        """The topics the worker reads and writes exist before faust subscribes (faust creates none of them)."""
-        await ensure_topics(self.settings, RAW, DLQ, MESSAGES, EVENTS, MODERATION, KEYWORDS)
+        """The topics exist before faust subscribes (faust creates none of them); the contact cache is loaded."""
+        await ensure_topics(self.settings, RAW, DLQ, MESSAGES, EVENTS, MODERATION, KEYWORDS, CONTACTS)
+        for record in await read_to_end(self.settings.kafka_bootstrap, CONTACTS.name(self.settings), timeout=120):
+            self.enricher.load(record.key, record.value)
+
+    async def _publish_contact(self, key: bytes, value: bytes) -> None:
+        await self.outputs[CONTACTS.suffix].send(key=key, value=value)
 
     async def _archive(self, stream: faust.StreamT) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
@@ -72,18 +84,20 @@ class Worker:
             records = [RawRecord(e.message.key, e.message.value, tuple((k, bytes(v)) for k, v in e.message.headers or ()),
                                  e.message.partition, e.message.offset) for e in events]
             dedupe = Dedupe(self.seen.get, self.seen.__setitem__, self.horizon_ms)
-            out = process_batch(records, dedupe, self.keywords.matcher, int(time.time() * 1000),
-                                before_record=lambda i: stream._set_current_event(events[i]))
+            prepared = prepare_batch(records, dedupe, int(time.time() * 1000),
+                                     before_record=lambda i: stream._set_current_event(events[i]))
+            names = await self.enricher.enrich([message for message, _ in prepared.kept])
+            out = finish_batch(prepared, names, self.keywords.matcher)
             pending = []
             for topic, items in ((MESSAGES, out.messages), (EVENTS, out.events), (MODERATION, out.moderation)):
                 for key, value in items:
                     pending.append(await self.outputs[topic.suffix].send(key=key, value=value))
-            for key, value, headers in out.dead_letters:
+            for key, value, headers in prepared.dead_letters:
                 pending.append(await self.outputs[DLQ.suffix].send(key=key, value=value, headers=headers))
             await asyncio.gather(*pending)  # acknowledged before faust may commit this batch's offsets
             self.stats.processed += len(records)
-            self.stats.duplicates += out.duplicates
-            self.stats.dead_letters += len(out.dead_letters)
+            self.stats.duplicates += prepared.duplicates
+            self.stats.dead_letters += len(prepared.dead_letters)
             self.stats.hits += out.hits
             self.stats.batches += 1
             self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
@@ -123,6 +137,9 @@ class Worker:
 
     async def stop(self) -> None:
         await self.app.stop()
+        await self.enricher.close()
+        if self.enricher.client is not None:
+            await self.enricher.client.close()
 
 
 def run(settings: Settings) -> None:

@@ -88,6 +88,14 @@ class Settings:
     )
     edge_spool_max_mb: int = _setting(1024, "Spool size limit in MB; beyond it the edge answers 503 again.")
     edge_id: str = _setting("", "Name of this edge in record headers and metrics. Empty: the host name.")
+    worker_store: str = _setting(
+        "rocksdb://", "State store of the stream worker's tables: rocksdb:// (on disk, via rocksdict) or memory://."
+    )
+    worker_dedupe_days: int = _setting(7, "How long the worker remembers a message identity to drop its duplicates.")
+    worker_enrich_timeout: float = _setting(
+        5.0, "Seconds a message may wait for its getContact lookup before it goes on, marked not enriched."
+    )
+    worker_contact_ttl_hours: int = _setting(24, "After this many hours a cached contact is looked up again.")
     log_level: str = _setting("info", "Log level: " + ", ".join(LOG_LEVELS) + ".")
     log_format: str = _setting("text", "Log format: text (logfmt) or json (one object per line).")
 
@@ -116,6 +124,10 @@ class Settings:
             raise ConfigError(f"{env_name('kafka_replication_factor')} must be at least 1")
         if self.kafka_partitions < 1:
             raise ConfigError(f"{env_name('kafka_partitions')} must be at least 1")
+        if self.worker_store.split("://")[0] not in ("rocksdb", "memory"):
+            raise ConfigError(f"{env_name('worker_store')} must be rocksdb:// or memory://, got {self.worker_store!r}")
+        if self.worker_enrich_timeout <= 0 or self.worker_dedupe_days < 1 or self.worker_contact_ttl_hours < 1:
+            raise ConfigError("the worker's enrich timeout, dedupe days and contact TTL must be positive")
         if self.edge_max_body_bytes < 1024:
             raise ConfigError(f"{env_name('edge_max_body_bytes')} must be at least 1024")
         if self.edge_produce_timeout <= 0:

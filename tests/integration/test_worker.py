@@ -14,6 +14,8 @@ from pathlib import Path
 
 import orjson
 
+from eyun.directory import Directory
+from eyun.fake_server import DEFAULT_TOKEN, FakeEyun, serve
 from eyun.traffic import DEMO_KEYWORDS, TrafficConfig, TrafficGenerator
 from schemas.callback import PayloadError
 from schemas.message import parse_message
@@ -23,11 +25,11 @@ from streams.worker import Worker
 from tests.support import read_topic
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer
-from wxarchive.topics import DLQ, EVENTS, MESSAGES, MODERATION, RAW, ensure_topics
+from wxarchive.topics import CONTACTS, DLQ, EVENTS, MESSAGES, MODERATION, RAW, ensure_topics
 
 
 def worker_settings(settings: Settings, topic_name: Callable[[str], str]) -> Settings:
-    return dataclasses.replace(settings, topic_prefix=topic_name("w"), kafka_partitions=2)
+    return dataclasses.replace(settings, topic_prefix=topic_name("w"), kafka_partitions=2, worker_store="memory://")
 
 
 async def publish_raw(s: Settings, bodies: list[bytes]) -> None:
@@ -172,6 +174,7 @@ def test_worker_command_runs_and_stops_on_sigterm(settings: Settings, topic_name
     generator = TrafficGenerator(TrafficConfig(count=200, seed=3, duplicate_rate=0.1, malformed_rate=0))
     bodies = generator.bodies()
     env = {**os.environ, "WXARCHIVE_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "WXARCHIVE_TOPIC_PREFIX": s.topic_prefix,
+           "WXARCHIVE_WORKER_STORE": "rocksdb://",
            "WXARCHIVE_KAFKA_PARTITIONS": "2", "WXARCHIVE_DATA_DIR": str(s.data_dir)}
     asyncio.run(publish_raw(s, bodies))
     proc = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "worker"], env=env, stdout=subprocess.PIPE,
@@ -187,3 +190,66 @@ def test_worker_command_runs_and_stops_on_sigterm(settings: Settings, topic_name
     assert proc.returncode == 0
     assert "worker stopped: 200 records, 20 duplicates, 0 dead letters" in out
 
+
+
+def _with_fake_eyun(settings: Settings, knobs: dict[str, object], scenario):  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        fake = FakeEyun(Directory.generate(seed=4, accounts=2))
+        fake.knobs.update(knobs)
+        runner, url = await serve(fake)
+        try:
+            await scenario(dataclasses.replace(settings, eyun_url=url, eyun_token=DEFAULT_TOKEN), fake)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def test_messages_carry_names_from_e云(settings: Settings, topic_name) -> None:  # type: ignore[no-untyped-def]
+    generator = TrafficGenerator(TrafficConfig(count=300, seed=4, accounts=2, duplicate_rate=0, malformed_rate=0))
+    bodies = generator.bodies()
+    people = generator.directory.people
+
+    async def scenario(s: Settings, fake: FakeEyun) -> None:
+        worker = Worker(s)
+        await worker.start()
+        try:
+            await publish_raw(s, bodies)
+            await until(lambda: _count_is(s, MESSAGES, generator.summary.expected_unique_messages))
+        finally:
+            await worker.stop()
+        records = [orjson.loads(r.value) for r in await read_topic(s.kafka_bootstrap, MESSAGES.name(s))]
+        named = [r for r in records if r["enriched"]]
+        assert len(named) >= 0.9 * len(records)
+        for r in named:
+            assert r["sender_name"] == people[r["sender"]].nickName
+            if r["is_group"]:
+                assert r["conversation_name"] == people[r["conversation"]].nickName
+        calls = [c for c in fake.calls if c.endpoint == "getContact"]
+        assert calls and all(len(c.body["wcId"].split(",")) <= 20 for c in calls)
+        assert not any(c.pacing_violation for c in calls)
+        snapshots = await read_topic(s.kafka_bootstrap, CONTACTS.name(s))
+        assert {r.key.decode().split("|", 1)[1] for r in snapshots} >= {r["sender"] for r in named}
+
+    _with_fake_eyun(worker_settings(settings, topic_name), {"enforce_pacing": True}, scenario)
+
+
+def test_messages_flow_unnamed_when_e云_fails_every_call(settings: Settings, topic_name) -> None:  # type: ignore[no-untyped-def]
+    generator = TrafficGenerator(TrafficConfig(count=300, seed=6, accounts=2, duplicate_rate=0, malformed_rate=0))
+    bodies = generator.bodies()
+
+    async def scenario(s: Settings, fake: FakeEyun) -> None:
+        worker = Worker(s)
+        await worker.start()
+        started = time.monotonic()
+        try:
+            await publish_raw(s, bodies)
+            await until(lambda: _count_is(s, MESSAGES, generator.summary.expected_unique_messages), timeout=60)
+        finally:
+            await worker.stop()
+        records = [orjson.loads(r.value) for r in await read_topic(s.kafka_bootstrap, MESSAGES.name(s))]
+        assert not any(r["enriched"] for r in records)
+        assert time.monotonic() - started < 40
+        assert worker.enricher.client is not None and worker.enricher.stats.api_errors > 0
+
+    _with_fake_eyun(worker_settings(settings, topic_name), {"failure_rate": 1.0}, scenario)
