@@ -23,10 +23,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from eyun.client import EyunClient
+from streams.dedupe_state import DedupeState
 from streams.enrichment import Enricher
 from streams.faust_app import create_app
 from streams.keyword_set import KeywordSet
-from streams.processing import Dedupe, RawRecord, finish_batch, prepare_batch
+from streams.processing import RawRecord, finish_batch, prepare_batch
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import read_to_end
 from wxarchive.topics import CONTACTS, DLQ, EVENTS, KEYWORDS, MESSAGES, MODERATION, RAW, ensure_topics
@@ -59,8 +60,8 @@ class Worker:
         self.raw = app.topic(RAW.name(settings), **RAW_CODEC)
         self.outputs = {t.suffix: app.topic(t.name(settings), **RAW_CODEC)
                         for t in (MESSAGES, EVENTS, MODERATION, DLQ, CONTACTS)}
-        self.seen = app.Table("dedupe", key_type=str, value_type=int, partitions=settings.kafka_partitions)
-        self.horizon_ms = settings.worker_dedupe_days * 24 * 3600 * 1000
+        self.seen = app.Table("dedupe", key_type=str, partitions=settings.kafka_partitions)
+        self.state = DedupeState(self.seen, settings.worker_dedupe_days * 24 * 3600 * 1000)
         client = EyunClient(settings.eyun_url, settings.eyun_token) if settings.eyun_url else None
         if client is None:
             log.warning("no E云 API configured (WXARCHIVE_EYUN_URL): messages are archived without names")
@@ -83,9 +84,15 @@ class Worker:
             started = time.perf_counter()
             records = [RawRecord(e.message.key, e.message.value, tuple((k, bytes(v)) for k, v in e.message.headers or ()),
                                  e.message.partition, e.message.offset) for e in events]
-            dedupe = Dedupe(self.seen.get, self.seen.__setitem__, self.horizon_ms)
-            prepared = prepare_batch(records, dedupe, int(time.time() * 1000),
-                                     before_record=lambda i: stream._set_current_event(events[i]))
+            now_ms = int(time.time() * 1000)
+            self.state.maybe_sweep(now_ms)
+            current = [0]
+
+            def before(i: int) -> None:
+                stream._set_current_event(events[i])  # the table writes to the changelog partition of this event
+                current[0] = records[i].partition
+
+            prepared = prepare_batch(records, self.state.dedupe(lambda: current[0]), now_ms, before)
             names = await self.enricher.enrich([message for message, _ in prepared.kept])
             out = finish_batch(prepared, names, self.keywords.matcher)
             pending = []
