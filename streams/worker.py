@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -40,6 +40,8 @@ RAW_CODEC = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "v
 
 @dataclass
 class WorkerStats:
+    """Counters for the metrics page; `next_offset` is per raw partition, for lag."""
+
     processed: int = 0
     duplicates: int = 0
     dead_letters: int = 0
@@ -47,6 +49,8 @@ class WorkerStats:
     keyword_versions: int = 0
     batches: int = 0
     last_batch_ms: float = 0.0
+    next_offset: dict[int, int] = field(default_factory=dict)
+    keywords_loaded: bool = False
 
 
 class Worker:
@@ -108,6 +112,8 @@ class Worker:
             self.stats.hits += out.hits
             self.stats.batches += 1
             self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
+            for record in records:
+                self.stats.next_offset[record.partition] = record.offset + 1
 
     async def _follow_keywords(self) -> None:
         """Read every partition of the keywords topic from the start and keep following it."""
@@ -128,6 +134,7 @@ class Worker:
                                 self.keywords.apply(record.key, record.value)
                             except ValueError as exc:
                                 log.warning("skipping a malformed keyword record", extra={"error": str(exc)})
+                    self.stats.keywords_loaded = True
                     if await self.keywords.refresh():
                         self.stats.keyword_versions += 1
                         log.info("keyword list updated", extra={"rules": len(self.keywords.rules),
@@ -137,6 +144,22 @@ class Worker:
                 await asyncio.sleep(1.0)
             finally:
                 await consumer.stop()
+
+    def lag(self) -> dict[int, int]:
+        """Per assigned raw partition: records behind the consumer's high-water mark."""
+        consumer = getattr(self.app, "_consumer", None)
+        if consumer is None:
+            return {}
+        behind = {}
+        for tp in consumer.assignment():
+            if tp.topic == self.raw.get_topic_name():
+                highwater = consumer.highwater(tp) or 0
+                behind[tp.partition] = max(0, highwater - self.stats.next_offset.get(tp.partition, 0))
+        return behind
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.lag()) and self.stats.keywords_loaded
 
     async def start(self) -> None:
         await self.prepare()
@@ -153,10 +176,14 @@ def run(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then stop faust cleanly (it commits what was acknowledged)."""
     import signal
 
+    from streams.worker_ops import serve_ops
+
     async def main() -> None:
         worker = Worker(settings)
         await worker.start()
-        print(f"worker archiving {RAW.name(settings)} from Kafka {settings.kafka_bootstrap}", flush=True)
+        ops, url = await serve_ops(worker, settings.worker_host, settings.worker_port)
+        print(f"worker archiving {RAW.name(settings)} from Kafka {settings.kafka_bootstrap}; "
+              f"health and metrics on {url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -164,6 +191,7 @@ def run(settings: Settings) -> None:
         try:
             await stop.wait()
         finally:
+            await ops.cleanup()
             await worker.stop()
             s = worker.stats
             print(f"worker stopped: {s.processed} records, {s.duplicates} duplicates, {s.dead_letters} dead letters, "

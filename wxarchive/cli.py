@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from wxarchive import __version__, logs
 from wxarchive.config import Settings, describe, env_name, flag_name
 from wxarchive.errors import ConfigError, PrerequisiteError, WxarchiveError
+from wxarchive.net import require_free_port
 
 if TYPE_CHECKING:
     from deploy.kafka_broker import LocalKafka
@@ -97,12 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--spool", action="store_true", default=None, help="keep accepting while Kafka is down")
     edge.add_argument("--insecure", action="store_true", help="accept callbacks without a secret (local use)")
 
-    _leaf(commands, "worker", _cmd_worker, help="run the stream worker: dedupe, moderate, and emit the archive's streams",
+    worker = _leaf(commands, "worker", _cmd_worker, help="run the stream worker: dedupe, moderate, and emit the archive's streams",
         description="Read PREFIX.raw in micro-batches; send bodies that cannot be archived to PREFIX.dlq with the "
                     "reason; drop duplicates of (wcId, newMsgId) seen within 7 days; check every text against the "
                     "sensitive-word list (which it follows live); emit messages to PREFIX.messages, account, group "
                     "and friend events to PREFIX.events, and hits to PREFIX.moderation. Run several to scale out, up "
-                    "to the raw topic's partitions. Stops cleanly on Ctrl-C or SIGTERM.")
+                    "to the raw topic's partitions. Names come from getContact (WXARCHIVE_EYUN_URL). Serves "
+                    "/healthz, /readyz and /metrics on its own port. Stops cleanly on Ctrl-C or SIGTERM.")
+    worker.add_argument("--host", help="address of the health and metrics endpoint (default WXARCHIVE_WORKER_HOST)")
+    worker.add_argument("--port", type=int, help="port of the health and metrics endpoint (default WXARCHIVE_WORKER_PORT, 8082)")
 
     kw = commands.add_parser("keywords", help="manage the sensitive-word list (workers pick changes up within seconds)",
                              description="The sensitive-word list lives on the compacted topic PREFIX.keywords. A fuzzy "
@@ -263,9 +267,15 @@ def _cmd_edge(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
     from streams.worker import run
 
-    run(settings)
+    changes = {k: v for k, v in (("worker_host", args.host), ("worker_port", args.port)) if v is not None}
+    require_free_port(settings.worker_host if args.host is None else args.host,
+                      settings.worker_port if args.port is None else args.port,
+                      "choose another with --port or WXARCHIVE_WORKER_PORT")
+    run(dataclasses.replace(settings, **changes))
     return 0
 
 

@@ -88,6 +88,8 @@ class Settings:
     )
     edge_spool_max_mb: int = _setting(1024, "Spool size limit in MB; beyond it the edge answers 503 again.")
     edge_id: str = _setting("", "Name of this edge in record headers and metrics. Empty: the host name.")
+    worker_host: str = _setting("127.0.0.1", "Address of the worker's health and metrics endpoint.")
+    worker_port: int = _setting(8082, "Port of the worker's health and metrics endpoint (/healthz, /readyz, /metrics).")
     worker_store: str = _setting(
         "rocksdb://", "State store of the stream worker's tables: rocksdb:// (on disk, via rocksdict) or memory://."
     )

@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import orjson
 
 from eyun.directory import Directory
@@ -25,6 +26,7 @@ from streams.worker import Worker
 from tests.support import read_topic
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer
+from wxarchive.net import free_ports
 from wxarchive.topics import CONTACTS, DLQ, EVENTS, MESSAGES, MODERATION, RAW, ensure_topics
 
 
@@ -173,8 +175,9 @@ def test_worker_command_runs_and_stops_on_sigterm(settings: Settings, topic_name
     s = worker_settings(settings, topic_name)
     generator = TrafficGenerator(TrafficConfig(count=200, seed=3, duplicate_rate=0.1, malformed_rate=0))
     bodies = generator.bodies()
+    (ops_port,) = free_ports(1)
     env = {**os.environ, "WXARCHIVE_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "WXARCHIVE_TOPIC_PREFIX": s.topic_prefix,
-           "WXARCHIVE_WORKER_STORE": "rocksdb://",
+           "WXARCHIVE_WORKER_STORE": "rocksdb://", "WXARCHIVE_WORKER_PORT": str(ops_port),
            "WXARCHIVE_KAFKA_PARTITIONS": "2", "WXARCHIVE_DATA_DIR": str(s.data_dir)}
     asyncio.run(publish_raw(s, bodies))
     proc = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "worker"], env=env, stdout=subprocess.PIPE,
@@ -182,6 +185,11 @@ def test_worker_command_runs_and_stops_on_sigterm(settings: Settings, topic_name
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("worker archiving")
         asyncio.run(until(lambda: _count_is(s, MESSAGES, generator.summary.expected_unique_messages), timeout=60))
+        metrics = asyncio.run(_get(f"http://127.0.0.1:{ops_port}/metrics"))
+        assert 'wxarchive_worker_records_total{result="duplicate"} 20.0' in metrics
+        assert 'wxarchive_worker_lag{partition="0"} 0.0' in metrics and 'wxarchive_worker_lag{partition="1"} 0.0' in metrics
+        assert "wxarchive_worker_contact_cache_total" in metrics and "wxarchive_worker_eyun_breaker_open 0.0" in metrics
+        assert asyncio.run(_get(f"http://127.0.0.1:{ops_port}/readyz")).startswith('{"ready": true')
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -284,3 +292,8 @@ def test_dedupe_state_is_bounded_by_the_horizon(settings: Settings, topic_name) 
         assert sum(1 for v in latest.values() if v is not None) == 1
 
     asyncio.run(scenario())
+
+
+async def _get(url: str) -> str:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return await response.text()

@@ -1,0 +1,79 @@
+"""The worker's health and Prometheus metrics, served on their own small HTTP port.
+
+Metrics are read from the worker's counters when Prometheus scrapes (a custom collector), so processing
+pays nothing for them. Lag per raw partition is the consumer's high-water mark minus the next offset the
+worker will process; /readyz answers 200 once the worker holds partitions and has read the keyword list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from eyun.breaker import BreakerState
+from wxarchive.http_server import serve_app
+
+if TYPE_CHECKING:
+    from streams.worker import Worker
+
+
+class WorkerCollector(Collector):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        w = self.worker
+        s, e = w.stats, w.enricher.stats
+        records = CounterMetricFamily("wxarchive_worker_records", "Raw records by what became of them.", labels=["result"])
+        records.add_metric(["archived"], s.processed - s.duplicates - s.dead_letters)
+        records.add_metric(["duplicate"], s.duplicates)
+        records.add_metric(["dead_letter"], s.dead_letters)
+        yield records
+        yield CounterMetricFamily("wxarchive_worker_batches", "Micro-batches processed.", value=s.batches)
+        yield GaugeMetricFamily("wxarchive_worker_last_batch_seconds", "Time the last batch took.", value=s.last_batch_ms / 1000)
+        yield CounterMetricFamily("wxarchive_worker_moderation_hits", "Sensitive-word hits emitted.", value=s.hits)
+        yield CounterMetricFamily("wxarchive_worker_dedupe_expired", "Identities swept out after the horizon.",
+                                  value=w.state.expired)
+        yield GaugeMetricFamily("wxarchive_worker_keyword_rules", "Rules in the live keyword list.", value=len(w.keywords.rules))
+        yield GaugeMetricFamily("wxarchive_worker_keyword_version", "Keyword lists compiled since start.", value=w.keywords.version)
+        cache = CounterMetricFamily("wxarchive_worker_contact_cache", "Contact lookups by the cache's answer.", labels=["result"])
+        cache.add_metric(["hit"], e.cache_hits)
+        cache.add_metric(["miss"], e.cache_misses)
+        yield cache
+        yield CounterMetricFamily("wxarchive_worker_eyun_errors", "Failed E云 lookups.", value=e.api_errors)
+        yield CounterMetricFamily("wxarchive_worker_enrich_timeouts", "Batches that went on before their lookups.",
+                                  value=e.timeouts)
+        yield CounterMetricFamily("wxarchive_worker_not_enriched", "Messages archived without names.", value=e.not_enriched)
+        client = w.enricher.client
+        yield GaugeMetricFamily("wxarchive_worker_eyun_breaker_open", "1 while the E云 circuit breaker is open.",
+                                value=1 if client is not None and client.breaker_state is BreakerState.OPEN else 0)
+        lag = GaugeMetricFamily("wxarchive_worker_lag", "Raw records not yet processed, per partition.", labels=["partition"])
+        for partition, behind in w.lag().items():
+            lag.add_metric([str(partition)], behind)
+        yield lag
+
+
+async def serve_ops(worker: Worker, host: str, port: int) -> tuple[web.AppRunner, str]:
+    registry = CollectorRegistry()
+    registry.register(WorkerCollector(worker))
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"alive": True})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready = worker.ready
+        return web.json_response({"ready": ready, "partitions": sorted(worker.lag())}, status=200 if ready else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), content_type="text/plain", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return await serve_app(app, host, port)
