@@ -29,7 +29,7 @@ from streams.faust_app import create_app
 from streams.keyword_set import KeywordSet
 from streams.processing import RawRecord, finish_batch, prepare_batch
 from wxarchive.config import Settings
-from wxarchive.kafka_clients import read_to_end
+from wxarchive.kafka_clients import durable_producer, read_to_end
 from wxarchive.topics import CONTACTS, DLQ, EVENTS, KEYWORDS, MESSAGES, MODERATION, RAW, ensure_topics
 
 log = logging.getLogger("wxarchive.worker")
@@ -49,6 +49,7 @@ class WorkerStats:
     keyword_versions: int = 0
     batches: int = 0
     last_batch_ms: float = 0.0
+    busy_ms: float = 0.0
     next_offset: dict[int, int] = field(default_factory=dict)
     keywords_loaded: bool = False
 
@@ -62,8 +63,10 @@ class Worker:
                                          partitions=settings.kafka_partitions, web_port=web_port)
         app = self.app
         self.raw = app.topic(RAW.name(settings), **RAW_CODEC)
-        self.outputs = {t.suffix: app.topic(t.name(settings), **RAW_CODEC)
-                        for t in (MESSAGES, EVENTS, MODERATION, DLQ, CONTACTS)}
+        self.topic_names = {t.suffix: t.name(settings) for t in (MESSAGES, EVENTS, MODERATION, DLQ, CONTACTS)}
+        # outputs go through one durable aiokafka producer: a batch's sends are fired together and their
+        # acknowledgements gathered once, cheaper than faust's per-message send machinery
+        self.producer = durable_producer(settings.kafka_bootstrap, linger_ms=5, max_batch_size=512 * 1024)
         self.seen = app.Table("dedupe", key_type=str, partitions=settings.kafka_partitions)
         self.state = DedupeState(self.seen, settings.worker_dedupe_days * 24 * 3600 * 1000)
         client = EyunClient(settings.eyun_url, settings.eyun_token) if settings.eyun_url else None
@@ -81,7 +84,7 @@ class Worker:
             self.enricher.load(record.key, record.value)
 
     async def _publish_contact(self, key: bytes, value: bytes) -> None:
-        await self.outputs[CONTACTS.suffix].send(key=key, value=value)
+        await self.producer.send(self.topic_names[CONTACTS.suffix], value, key=key)
 
     async def _archive(self, stream: faust.StreamT) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
@@ -99,12 +102,14 @@ class Worker:
             prepared = prepare_batch(records, self.state.dedupe(lambda: current[0]), now_ms, before)
             names = await self.enricher.enrich([message for message, _ in prepared.kept])
             out = finish_batch(prepared, names, self.keywords.matcher)
+            send = self.producer.send
             pending = []
             for topic, items in ((MESSAGES, out.messages), (EVENTS, out.events), (MODERATION, out.moderation)):
+                name = self.topic_names[topic.suffix]
                 for key, value in items:
-                    pending.append(await self.outputs[topic.suffix].send(key=key, value=value))
+                    pending.append(await send(name, value, key=key))
             for key, value, headers in prepared.dead_letters:
-                pending.append(await self.outputs[DLQ.suffix].send(key=key, value=value, headers=headers))
+                pending.append(await send(self.topic_names[DLQ.suffix], value, key=key, headers=headers))
             await asyncio.gather(*pending)  # acknowledged before faust may commit this batch's offsets
             self.stats.processed += len(records)
             self.stats.duplicates += prepared.duplicates
@@ -112,6 +117,7 @@ class Worker:
             self.stats.hits += out.hits
             self.stats.batches += 1
             self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
+            self.stats.busy_ms += self.stats.last_batch_ms
             for record in records:
                 self.stats.next_offset[record.partition] = record.offset + 1
 
@@ -163,10 +169,12 @@ class Worker:
 
     async def start(self) -> None:
         await self.prepare()
+        await self.producer.start()
         await self.app.start()
 
     async def stop(self) -> None:
         await self.app.stop()
+        await self.producer.stop()
         await self.enricher.close()
         if self.enricher.client is not None:
             await self.enricher.client.close()

@@ -36,6 +36,8 @@ class WorkerCollector(Collector):
         yield records
         yield CounterMetricFamily("wxarchive_worker_batches", "Micro-batches processed.", value=s.batches)
         yield GaugeMetricFamily("wxarchive_worker_last_batch_seconds", "Time the last batch took.", value=s.last_batch_ms / 1000)
+        yield CounterMetricFamily("wxarchive_worker_busy_seconds", "Time spent processing batches (vs waiting for them).",
+                                  value=s.busy_ms / 1000)
         yield CounterMetricFamily("wxarchive_worker_moderation_hits", "Sensitive-word hits emitted.", value=s.hits)
         yield CounterMetricFamily("wxarchive_worker_dedupe_expired", "Identities swept out after the horizon.",
                                   value=w.state.expired)
