@@ -78,10 +78,21 @@ class Worker:
         app.task(self._follow_keywords)
 
     async def prepare(self) -> None:
-        """The topics exist before faust subscribes (faust creates none of them); the contact cache is loaded."""
+        """Before faust starts: the topics exist (faust creates none of them), and the keyword list and contact
+        cache are loaded, so no message is moderated against an empty list after a restart."""
         await ensure_topics(self.settings, RAW, DLQ, MESSAGES, EVENTS, MODERATION, KEYWORDS, CONTACTS)
+        for record in await read_to_end(self.settings.kafka_bootstrap, KEYWORDS.name(self.settings), timeout=120):
+            self._apply_keyword(record.key, record.value)
+        await self.keywords.refresh()
+        self.stats.keywords_loaded = True
         for record in await read_to_end(self.settings.kafka_bootstrap, CONTACTS.name(self.settings), timeout=120):
             self.enricher.load(record.key, record.value)
+
+    def _apply_keyword(self, key: bytes, value: bytes | None) -> None:
+        try:
+            self.keywords.apply(key, value)
+        except ValueError as exc:
+            log.warning("skipping a malformed keyword record", extra={"error": str(exc)})
 
     async def _publish_contact(self, key: bytes, value: bytes) -> None:
         await self.producer.send(self.topic_names[CONTACTS.suffix], value, key=key)
@@ -122,7 +133,7 @@ class Worker:
                 self.stats.next_offset[record.partition] = record.offset + 1
 
     async def _follow_keywords(self) -> None:
-        """Read every partition of the keywords topic from the start and keep following it."""
+        """Keep following every partition of the keywords topic (re-reading it from the start is harmless)."""
         topic = KEYWORDS.name(self.settings)
         while True:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
@@ -136,11 +147,7 @@ class Worker:
                     batches = await consumer.getmany(*tps, timeout_ms=500)
                     for records in batches.values():
                         for record in records:
-                            try:
-                                self.keywords.apply(record.key, record.value)
-                            except ValueError as exc:
-                                log.warning("skipping a malformed keyword record", extra={"error": str(exc)})
-                    self.stats.keywords_loaded = True
+                            self._apply_keyword(record.key, record.value)
                     if await self.keywords.refresh():
                         self.stats.keyword_versions += 1
                         log.info("keyword list updated", extra={"rules": len(self.keywords.rules),
@@ -165,6 +172,7 @@ class Worker:
 
     @property
     def ready(self) -> bool:
+        """Holding raw partitions, with the keyword list read (see prepare)."""
         return bool(self.lag()) and self.stats.keywords_loaded
 
     async def start(self) -> None:

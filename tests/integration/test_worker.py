@@ -153,7 +153,7 @@ def test_simulated_sensitive_messages_all_reach_the_moderation_topic(settings: S
         worker = Worker(s)
         await worker.start()
         try:
-            await until(lambda: _keyword_version(worker, 1), timeout=10)
+            assert worker.keywords.version == 1 and len(worker.keywords.rules) == len(DEMO_KEYWORDS)  # read before start
             await publish_raw(s, bodies)
             truth = generator.summary
             await until(lambda: _count_is(s, MESSAGES, truth.expected_unique_messages))
@@ -189,7 +189,8 @@ def test_worker_command_runs_and_stops_on_sigterm(settings: Settings, topic_name
         assert 'wxarchive_worker_records_total{result="duplicate"} 20.0' in metrics
         assert 'wxarchive_worker_lag{partition="0"} 0.0' in metrics and 'wxarchive_worker_lag{partition="1"} 0.0' in metrics
         assert "wxarchive_worker_contact_cache_total" in metrics and "wxarchive_worker_eyun_breaker_open 0.0" in metrics
-        assert asyncio.run(_get(f"http://127.0.0.1:{ops_port}/readyz")).startswith('{"ready": true')
+        ready = asyncio.run(_get(f"http://127.0.0.1:{ops_port}/readyz"))
+        assert ready.startswith('{"ready": true'), ready
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:
