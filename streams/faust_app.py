@@ -39,6 +39,9 @@ def create_app(
         topic_replication_factor=settings.kafka_replication_factor,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
+        # a restarted or crashed worker's partitions move on within seconds, not faust's default minute
+        broker_session_timeout=15.0,
+        broker_heartbeat_interval=3.0,
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
         web_bind="127.0.0.1",

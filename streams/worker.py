@@ -68,6 +68,10 @@ class Worker:
         # acknowledgements gathered once, cheaper than faust's per-message send machinery
         self.producer = durable_producer(settings.kafka_bootstrap, linger_ms=5, max_batch_size=512 * 1024)
         self.seen = app.Table("dedupe", key_type=str, partitions=settings.kafka_partitions)
+        # Every table write queues a changelog message in faust's producer buffer, and faust stops handing
+        # events to agents while more than `max_messages` (100 by default) are queued: with batches of a
+        # thousand writes that stall was half of the worker's time. Room for a few batches instead.
+        app.producer.buffer.max_messages = 4 * BATCH_MAX
         self.state = DedupeState(self.seen, settings.worker_dedupe_days * 24 * 3600 * 1000)
         client = EyunClient(settings.eyun_url, settings.eyun_token) if settings.eyun_url else None
         if client is None:
