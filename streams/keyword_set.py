@@ -23,7 +23,7 @@ MODES = ("fuzzy", "strict")
 
 def rule_to_record(rule: KeywordRule) -> tuple[bytes, bytes]:
     value = {"word": rule.word, "category": rule.category, "severity": rule.severity, "mode": rule.mode,
-             "allow": rule.allow, "groups": list(rule.groups), "accounts": list(rule.accounts),
+             "allow": rule.allow, "pinyin": rule.pinyin, "groups": list(rule.groups), "accounts": list(rule.accounts),
              "updated_ms": int(time.time() * 1000)}
     return orjson.dumps(rule.key), orjson.dumps(value)
 
@@ -44,12 +44,14 @@ def rule_from_value(value: dict[str, Any]) -> KeywordRule:
     if not isinstance(severity, int) or isinstance(severity, bool) or not 1 <= severity <= 5:
         raise ValueError(f"severity must be a whole number from 1 to 5, got {severity!r}")
     return KeywordRule(word=word.strip(), category=str(value.get("category") or "default"), severity=severity, mode=mode,
-                       allow=bool(value.get("allow", False)), groups=tuple(value.get("groups") or ()),
+                       allow=bool(value.get("allow", False)), pinyin=bool(value.get("pinyin", False)),
+                       groups=tuple(value.get("groups") or ()),
                        accounts=tuple(value.get("accounts") or ()))
 
 
 def parse_rule_line(line: str) -> KeywordRule | None:
-    """One line of an import file: `word[,category[,severity[,mode]]]`, or `allow:phrase[,mode]`; # comments."""
+    """One line of an import file: `word[,category[,severity[,mode]]]` with mode fuzzy, strict or pinyin
+    (fuzzy plus pinyin spellings), or `allow:phrase[,mode]`; # starts a comment."""
     text = line.strip()
     if not text or text.startswith("#"):
         return None
@@ -67,7 +69,10 @@ def parse_rule_line(line: str) -> KeywordRule | None:
             raise ValueError(f"severity must be a whole number from 1 to 5, got {parts[2]!r}")
         value["severity"] = int(parts[2])
     if len(parts) > 3 and parts[3]:
-        value["mode"] = parts[3]
+        if parts[3] == "pinyin":
+            value["pinyin"] = True  # fuzzy, and spelled in pinyin too
+        else:
+            value["mode"] = parts[3]
     return rule_from_value(value)
 
 

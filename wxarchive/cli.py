@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     kw_add.add_argument("--severity", type=int, default=1, choices=range(1, 6), metavar="1-5", help="default 1")
     kw_add.add_argument("--strict", action="store_true", help="match only as written, without folding evasions")
     kw_add.add_argument("--allow", action="store_true", help="an allow-list phrase: hits inside it are not reported")
+    kw_add.add_argument("--pinyin", action="store_true", help="also match the word spelled in pinyin (赌博: dubo, du bo)")
     kw_add.add_argument("--group", action="append", default=[], metavar="ID@chatroom", help="only in this group (repeatable)")
     kw_add.add_argument("--account", action="append", default=[], metavar="WCID", help="only for this account (repeatable)")
     kw_remove = _leaf(kw_actions, "remove", _cmd_keywords, help="remove a word or phrase")
@@ -130,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     kw_list.add_argument("--json", action="store_true", help="one JSON object per rule")
     kw_import = _leaf(kw_actions, "import", _cmd_keywords, help="add every rule of a file (all or nothing)",
                                       description="One rule per line: word[,category[,severity[,mode]]] with mode "
-                                                  "fuzzy (default) or strict, or allow:PHRASE[,mode]. Lines starting "
+                                                  "fuzzy (default), strict, or pinyin (fuzzy, and spelled in pinyin "
+                                                  "too), or allow:PHRASE[,mode]. Lines starting "
                                                   "with # are comments. A file with a bad line imports nothing.")
     kw_import.add_argument("file", type=Path)
 
@@ -292,8 +294,8 @@ def _cmd_keywords(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "add":
         if not args.word.strip():
             raise ConfigError("keywords add: the word is empty")
-        rule = KeywordRule(args.word.strip(), args.category, args.severity, mode, args.allow, tuple(args.group),
-                           tuple(args.account))
+        rule = KeywordRule(args.word.strip(), args.category, args.severity, mode, args.allow, args.pinyin,
+                           tuple(args.group), tuple(args.account))
         asyncio.run(write_rules(settings, [rule]))
         print(f"added {'allow-list phrase' if rule.allow else 'word'} {rule.word!r} ({rule.mode}, {rule.category}, "
               f"severity {rule.severity})")
@@ -312,7 +314,7 @@ def _cmd_keywords(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 scope = ",".join(rule.groups + rule.accounts) or "everywhere"
                 kind = "allow" if rule.allow else f"{rule.category}/{rule.severity}"
-                print(f"{rule.word}\t{kind}\t{rule.mode}\t{scope}")
+                print(f"{rule.word}\t{kind}\t{rule.mode}{'+pinyin' if rule.pinyin else ''}\t{scope}")
         if not args.json:
             print(f"{len(rules)} rules", file=sys.stderr)
     return 0

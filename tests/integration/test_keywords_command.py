@@ -35,7 +35,7 @@ def test_add_remove_list_import(settings: Settings, tmp_path: Path, topic_name) 
     assert run(s, "add", "团购", "--group", "g1@chatroom", "--group", "g2@chatroom").returncode == 0
     assert run(s, "remove", "赌气", "--allow").stdout.strip() == "removed '赌气' (fuzzy, allow-list)"
     rules_file = tmp_path / "words.txt"
-    rules_file.write_text("# imported\n刷单,fraud,2\nallow:开发票抬头\n内幕消息,insider,3,fuzzy\n", encoding="utf-8")
+    rules_file.write_text("# imported\n刷单,fraud,2,pinyin\nallow:开发票抬头\n内幕消息,insider,3,fuzzy\n", encoding="utf-8")
     done = run(s, "import", str(rules_file))
     assert done.returncode == 0 and done.stdout.strip() == f"imported 3 rules from {rules_file}"
 
@@ -44,6 +44,7 @@ def test_add_remove_list_import(settings: Settings, tmp_path: Path, topic_name) 
     assert "赌博\tgambling/3\tfuzzy\teverywhere" in listed.stdout
     assert "发票\tfraud/1\tstrict\teverywhere" in listed.stdout
     assert "团购\tdefault/1\tfuzzy\tg1@chatroom,g2@chatroom" in listed.stdout
+    assert "刷单\tfraud/2\tfuzzy+pinyin\teverywhere" in listed.stdout
     assert "赌气" not in listed.stdout
     as_json = [orjson.loads(line) for line in run(s, "list", "--json").stdout.splitlines()]
     assert {r["word"] for r in as_json} == {"赌博", "发票", "团购", "刷单", "内幕消息", "开发票抬头"}
@@ -54,8 +55,8 @@ def test_add_remove_list_import(settings: Settings, tmp_path: Path, topic_name) 
     for record in records:
         keywords.apply(record.key, record.value)
     assert asyncio.run(keywords.refresh()) and len(keywords.rules) == 6
-    (hits,) = keywords.matcher.match([Subject("有人賭 博吗")])
-    assert [h.word for h in hits] == ["赌博"]
+    hits, by_pinyin = keywords.matcher.match([Subject("有人賭 博吗"), Subject("接 shua dan 的私聊")])
+    assert [h.word for h in hits] == ["赌博"] and [h.word for h in by_pinyin] == ["刷单"]
 
 
 def test_a_bad_import_imports_nothing(settings: Settings, tmp_path: Path, topic_name) -> None:  # type: ignore[no-untyped-def]

@@ -101,3 +101,12 @@ def test_every_sensitive_message_the_simulator_plants_is_caught() -> None:
     matcher = KeywordMatcher(KeywordRule(w, c, s) for w, c, s in DEMO_KEYWORDS)
     hit_messages = sum(1 for hits in matcher.match([Subject(t) for t in texts]) if hits)
     assert hit_messages == generator.summary.sensitive_messages > 100
+
+
+def test_pinyin_spellings_only_for_words_that_ask() -> None:
+    matcher = KeywordMatcher([KeywordRule("赌博", "gambling", 3, pinyin=True), KeywordRule("发票", "fraud")])
+    spelled, spaced, upper, other = matcher.match([Subject("一起dubo吗"), Subject("一起 du bo 吗"), Subject("DU-BO"),
+                                                   Subject("要fapiao吗")])
+    assert [h.matched for h in spelled] == ["dubo"] and [h.matched for h in spaced] == ["du bo"]
+    assert [h.word for h in upper] == ["赌博"]
+    assert other == []  # 发票 did not ask for pinyin
