@@ -28,7 +28,7 @@ DEMO_KEYWORDS: list[tuple[str, str, int]] = [
     ("加微信领红包", "spam", 1), ("QQ群", "spam", 1),
 ]
 _TRADITIONAL = str.maketrans({"赌": "賭", "网": "網", "开": "開", "发": "發", "单": "單", "办": "辦", "证": "證",
-                              "贷": "貸", "内": "內", "消": "消", "聊": "聊", "领": "領", "红": "紅", "包": "包"})
+                              "贷": "貸", "内": "內", "领": "領", "红": "紅"})
 _FULLWIDTH = str.maketrans({chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)})
 EVASIONS = ("plain", "spaced", "punctuated", "zero_width", "traditional", "full_width")
 

@@ -1,6 +1,5 @@
 """What a user sees when the machine lacks Java or Maven: one line that says what to install."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
