@@ -75,6 +75,7 @@ def test_duplicates_dropped_malformed_dead_lettered_and_state_survives_a_restart
         await worker.start()
         try:
             await until(lambda: _all_done(s, truth.expected_unique_messages, truth.expected_unique_events, truth.malformed))
+            await until(lambda: _processed(worker, len(bodies)))  # outputs land a moment before the worker counts
             assert worker.stats.duplicates == truth.duplicates
         finally:
             await worker.stop()
@@ -185,8 +186,10 @@ def test_worker_command_runs_and_stops_on_sigterm(settings: Settings, topic_name
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("worker archiving")
         asyncio.run(until(lambda: _count_is(s, MESSAGES, generator.summary.expected_unique_messages), timeout=60))
+        # the outputs become visible a moment before the worker counts its batch: wait for the count
+        asyncio.run(until(lambda: _metrics_show(ops_port, 'wxarchive_worker_records_total{result="duplicate"} 20.0'),
+                          timeout=30))
         metrics = asyncio.run(_get(f"http://127.0.0.1:{ops_port}/metrics"))
-        assert 'wxarchive_worker_records_total{result="duplicate"} 20.0' in metrics
         assert 'wxarchive_worker_lag{partition="0"} 0.0' in metrics and 'wxarchive_worker_lag{partition="1"} 0.0' in metrics
         assert "wxarchive_worker_contact_cache_total" in metrics and "wxarchive_worker_eyun_breaker_open 0.0" in metrics
         ready = asyncio.run(_get(f"http://127.0.0.1:{ops_port}/readyz"))
@@ -298,3 +301,7 @@ def test_dedupe_state_is_bounded_by_the_horizon(settings: Settings, topic_name) 
 async def _get(url: str) -> str:
     async with aiohttp.ClientSession() as http, http.get(url) as response:
         return await response.text()
+
+
+async def _metrics_show(port: int, line: str) -> bool:
+    return line in await _get(f"http://127.0.0.1:{port}/metrics")
