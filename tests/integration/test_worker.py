@@ -63,39 +63,57 @@ async def count(s: Settings, topic) -> int:  # type: ignore[no-untyped-def]
     return len(await read_topic(s.kafka_bootstrap, topic.name(s)))
 
 
-def test_duplicates_dropped_malformed_dead_lettered_and_state_survives_a_restart(settings: Settings, topic_name) -> None:  # type: ignore[no-untyped-def]
+def test_duplicates_dropped_malformed_dead_lettered_and_kill_9_loses_nothing(settings: Settings, topic_name) -> None:  # type: ignore[no-untyped-def]
     s = worker_settings(settings, topic_name)
     generator = TrafficGenerator(TrafficConfig(count=3000, seed=21, duplicate_rate=0.2, malformed_rate=0.02))
     bodies = generator.bodies()
     truth = generator.summary
+    (ops_port,) = free_ports(1)
+    env = {**os.environ, "WXARCHIVE_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "WXARCHIVE_TOPIC_PREFIX": s.topic_prefix,
+           "WXARCHIVE_KAFKA_PARTITIONS": "2", "WXARCHIVE_DATA_DIR": str(s.data_dir), "WXARCHIVE_WORKER_STORE": "rocksdb://",
+           "WXARCHIVE_WORKER_PORT": str(ops_port)}
+
+    def start() -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "worker"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parents[2])
+        assert proc.stdout is not None and proc.stdout.readline().startswith("worker archiving")
+        return proc
 
     async def scenario() -> None:
-        await publish_raw(s, bodies)
-        worker = Worker(s)
-        await worker.start()
+        await publish_raw(s, bodies[:1500])
+        first = start()
         try:
-            await until(lambda: _all_done(s, truth.expected_unique_messages, truth.expected_unique_events, truth.malformed))
-            await until(lambda: _processed(worker, len(bodies)))  # outputs land a moment before the worker counts
-            assert worker.stats.duplicates == truth.duplicates
+            await until(lambda: _metrics_show(ops_port, 'wxarchive_worker_lag{partition="0"} 0.0'), timeout=60)
         finally:
-            await worker.stop()
-        messages = await read_topic(s.kafka_bootstrap, MESSAGES.name(s))
-        identities = [(orjson.loads(r.value)["account"], orjson.loads(r.value)["identity"]) for r in messages]
-        assert len(identities) == len(set(identities)) == truth.expected_unique_messages
-        dead = await read_topic(s.kafka_bootstrap, DLQ.name(s))
-        assert all(dict(r.headers)["wx-stage"] == b"worker" and dict(r.headers)["wx-reason"] for r in dead)
-
-        # history re-pushed after the worker restarted: its restored dedupe state drops all of it
-        await publish_raw(s, bodies[:500])
-        again = Worker(s)
-        await again.start()
+            first.kill()  # kill -9: no shutdown, offsets and state as they happened to be
+            first.wait()
+        await publish_raw(s, bodies[1500:])
+        second = start()
         try:
-            await until(lambda: _processed(again, 500))
+            try:
+                await until(lambda: _all_done(s, truth.expected_unique_messages, truth.expected_unique_events,
+                                              truth.malformed), timeout=90)
+            except TimeoutError:
+                raise AssertionError(f"(messages, events, dead letters) {getattr(_all_done, 'last', None)} != "
+                                     f"{(truth.expected_unique_messages, truth.expected_unique_events, truth.malformed)}"
+                                     ) from None
+            # history re-pushed after the restart: the recovered dedupe state drops all of it
+            await publish_raw(s, bodies[:500])
+            await until(lambda: _metrics_show(ops_port, 'wxarchive_worker_lag{partition="0"} 0.0'), timeout=60)
+            await until(lambda: _metrics_show(ops_port, 'wxarchive_worker_lag{partition="1"} 0.0'), timeout=60)
             await asyncio.sleep(1.0)
         finally:
-            await again.stop()
-        assert await count(s, MESSAGES) == truth.expected_unique_messages
-        assert await count(s, EVENTS) == truth.expected_unique_events
+            second.send_signal(signal.SIGTERM)
+            second.wait(timeout=60)
+        messages = await read_topic(s.kafka_bootstrap, MESSAGES.name(s))
+        identities = {(orjson.loads(r.value)["account"], orjson.loads(r.value)["identity"]) for r in messages}
+        assert len(identities) == truth.expected_unique_messages  # nothing lost across the kill
+        # a kill -9 may repeat a batch whose offsets were not committed (the sinks remove such copies);
+        # the re-pushed history after the restart adds none
+        assert len(messages) - len(identities) < 1000
+        assert await count(s, MESSAGES) == len(messages) and await count(s, EVENTS) >= truth.expected_unique_events
+        dead = await read_topic(s.kafka_bootstrap, DLQ.name(s))
+        assert all(dict(r.headers)["wx-stage"] == b"worker" and dict(r.headers)["wx-reason"] for r in dead)
 
     asyncio.run(scenario())
 
@@ -105,7 +123,15 @@ async def _processed(worker: Worker, n: int) -> bool:
 
 
 async def _all_done(s: Settings, messages: int, events: int, dead: int) -> bool:
-    return (await count(s, MESSAGES), await count(s, EVENTS), await count(s, DLQ)) == (messages, events, dead)
+    """At least every unique message, event and dead letter is out (a kill -9 may repeat some)."""
+    seen = await _unique(s, MESSAGES), await _unique(s, EVENTS), await count(s, DLQ)
+    _all_done.last = seen  # type: ignore[attr-defined]
+    return seen[0] == messages and seen[1] == events and seen[2] >= dead
+
+
+async def _unique(s: Settings, topic) -> int:  # type: ignore[no-untyped-def]
+    records = await read_topic(s.kafka_bootstrap, topic.name(s))
+    return len({(orjson.loads(r.value)["account"], orjson.loads(r.value)["identity"]) for r in records})
 
 
 def test_a_keyword_added_on_the_topic_applies_without_a_restart(settings: Settings, topic_name) -> None:  # type: ignore[no-untyped-def]
