@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deploy.kafka_broker import BrokerSpec, LocalKafka  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import start_pinned_broker  # noqa: E402
 from eyun.traffic import TrafficConfig, TrafficGenerator  # noqa: E402
 from wxarchive.config import Settings  # noqa: E402
 from wxarchive.net import free_ports  # noqa: E402
@@ -142,12 +143,7 @@ def main() -> None:
     bodies.write_bytes(b"\n".join(generated) + b"\n")
     mean_size = sum(map(len, generated)) / len(generated)
 
-    broker_port, controller_port = free_ports(2)
-    defaults = Settings.load(env={})
-    broker = LocalKafka(BrokerSpec(defaults.kafka_version, defaults.kafka_cache_dir, work / "kafka", "127.0.0.1",
-                                   broker_port, controller_port, "1g"))
-    state = broker.start()
-    subprocess.run(["taskset", "-cp", "1", str(state.pid)], capture_output=True, check=True)
+    broker = start_pinned_broker(work / "kafka")
     results: dict[str, dict[str, float]] = {}
     try:
         for mode in ("bare", "kafka"):

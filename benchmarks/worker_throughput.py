@@ -20,7 +20,6 @@ import dataclasses
 import json
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deploy.kafka_broker import BrokerSpec, LocalKafka  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import start_pinned_broker  # noqa: E402
 from wxarchive.config import Settings  # noqa: E402
-from wxarchive.net import free_ports  # noqa: E402
 
 
 def bench_settings(bootstrap: str, data_dir: str, eyun_url: str = "") -> Settings:
@@ -160,12 +159,7 @@ def main() -> None:
     from eyun.fake_server import FakeEyun, serve
 
     work = Path(tempfile.mkdtemp(prefix="worker-bench-"))
-    port, controller = free_ports(2)
-    defaults = Settings.load(env={})
-    broker = LocalKafka(BrokerSpec(defaults.kafka_version, defaults.kafka_cache_dir, work / "kafka", "127.0.0.1",
-                                   port, controller, "1g"))
-    state = broker.start()
-    subprocess.run(["taskset", "-cp", "1", str(state.pid)], capture_output=True, check=True)
+    broker = start_pinned_broker(work / "kafka")
 
     async def with_fake_eyun() -> dict[str, dict[str, float]]:
         runner, url = await serve(FakeEyun(Directory.generate(seed=13, accounts=3)))
