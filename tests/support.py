@@ -6,16 +6,37 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import uvicorn
 from aiokafka.structs import ConsumerRecord
 
+from eyun.directory import Directory
+from eyun.fake_server import FakeEyun, serve
 from ingest.app import EdgeApp
 from ingest.server import build_app, server_config
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import read_to_end
 from wxarchive.net import free_ports
+
+
+T = TypeVar("T")
+
+
+def run_with_fake_eyun(scenario: Callable[[FakeEyun, str], Awaitable[T]], directory: Directory,
+                       knobs: dict[str, object] | None = None) -> T:
+    """Run `scenario(fake, url)` against a fresh fake E云 on a free loopback port, then shut the fake down."""
+    async def main() -> T:
+        fake = FakeEyun(directory)
+        fake.knobs.update(knobs or {})
+        runner, url = await serve(fake)
+        try:
+            return await scenario(fake, url)
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(main())
 
 
 async def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[ConsumerRecord]:

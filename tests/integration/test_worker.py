@@ -16,14 +16,14 @@ import aiohttp
 import orjson
 
 from eyun.directory import Directory
-from eyun.fake_server import DEFAULT_TOKEN, FakeEyun, serve
+from eyun.fake_server import DEFAULT_TOKEN, FakeEyun
 from eyun.traffic import DEMO_KEYWORDS, TrafficConfig, TrafficGenerator
 from schemas.callback import PayloadError
 from schemas.message import parse_message
 from streams.keyword_admin import write_rules
 from streams.keyword_matcher import KeywordRule
 from streams.worker import Worker
-from tests.support import read_topic
+from tests.support import read_topic, run_with_fake_eyun
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer
 from wxarchive.net import free_ports
@@ -231,16 +231,9 @@ def test_worker_command_runs_and_stops_on_sigterm(settings: Settings, topic_name
 
 
 def _with_fake_eyun(settings: Settings, knobs: dict[str, object], scenario):  # type: ignore[no-untyped-def]
-    async def main() -> None:
-        fake = FakeEyun(Directory.generate(seed=4, accounts=2))
-        fake.knobs.update(knobs)
-        runner, url = await serve(fake)
-        try:
-            await scenario(dataclasses.replace(settings, eyun_url=url, eyun_token=DEFAULT_TOKEN), fake)
-        finally:
-            await runner.cleanup()
-
-    asyncio.run(main())
+    """`scenario(settings, fake)` with the settings pointing at a fresh fake E云."""
+    run_with_fake_eyun(lambda fake, url: scenario(dataclasses.replace(settings, eyun_url=url, eyun_token=DEFAULT_TOKEN),
+                                                  fake), Directory.generate(seed=4, accounts=2), knobs)
 
 
 def test_messages_carry_names_from_e云(settings: Settings, topic_name) -> None:  # type: ignore[no-untyped-def]

@@ -12,9 +12,10 @@ import orjson
 from eyun.breaker import BreakerState, CircuitBreaker
 from eyun.client import EyunClient
 from eyun.directory import Directory
-from eyun.fake_server import DEFAULT_TOKEN, FakeEyun, serve
+from eyun.fake_server import DEFAULT_TOKEN, FakeEyun
 from schemas.message import ArchiveMessage, parse_message
 from streams.enrichment import Enricher
+from tests.support import run_with_fake_eyun
 
 T = TypeVar("T")
 
@@ -28,15 +29,7 @@ def message(account_index: int, directory: Directory, sender: str, group: str | 
 
 
 def with_fake(scenario: Callable[[FakeEyun, str], Awaitable[T]]) -> T:
-    async def main() -> T:
-        fake = FakeEyun(Directory.generate(seed=9, accounts=2, friends=50, groups=3))
-        runner, url = await serve(fake)
-        try:
-            return await scenario(fake, url)
-        finally:
-            await runner.cleanup()
-
-    return asyncio.run(main())
+    return run_with_fake_eyun(scenario, Directory.generate(seed=9, accounts=2, friends=50, groups=3))
 
 
 def test_names_as_of_archive_time_through_paced_batches() -> None:

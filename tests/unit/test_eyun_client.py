@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiohttp
 import orjson
@@ -15,23 +15,16 @@ from eyun.breaker import BreakerState, CircuitBreaker
 from eyun.client import EyunClient
 from eyun.directory import Directory
 from eyun.errors import EyunApiError, EyunProtocolError, EyunTimeout, EyunTransportError, EyunUnavailable
-from eyun.fake_server import DEFAULT_TOKEN, FakeEyun, serve
+from eyun.fake_server import DEFAULT_TOKEN, FakeEyun
+from tests.support import run_with_fake_eyun
 from wxarchive.http_server import serve_app
 
 T = TypeVar("T")
 FAST = {"pacing": (0.0, 0.0), "backoff": 0.01}
 
 
-def run_with_fake(scenario: Callable[[FakeEyun, str], Awaitable[T]], **fake_options: Any) -> T:
-    async def main() -> T:
-        fake = FakeEyun(Directory.generate(seed=7, accounts=2, friends=60, groups=4), **fake_options)
-        runner, url = await serve(fake)
-        try:
-            return await scenario(fake, url)
-        finally:
-            await runner.cleanup()
-
-    return asyncio.run(main())
+def run_with_fake(scenario: Callable[[FakeEyun, str], Awaitable[T]]) -> T:
+    return run_with_fake_eyun(scenario, Directory.generate(seed=7, accounts=2, friends=60, groups=4))
 
 
 def contact_calls(fake: FakeEyun) -> list[list[str]]:
