@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/worker_throughput.py [--records 100000]
 
+A third run measures faust's own ceiling on the same records: an agent of the worker's shape
+(take_events of 1,000 records / 50 ms) that does nothing. faust's per-event stream machinery costs about
+100 µs a record on this class of machine, so that ceiling bounds what any faust agent can reach.
+
 Setup, on a local broker: simulated callbacks (10% duplicates) already on the raw topic, 10,000 sensitive
 words on the keywords topic, and every contact of the simulated directory on the contacts topic (cached
 enrichment: no getContact call is needed; a fake E云 answers the address-list warm-up). Then, each pinned
@@ -121,9 +125,33 @@ async def run_passthrough(settings: Settings, expected: int) -> dict[str, float]
         await consumer.stop()
 
 
+async def run_faust_bare(settings: Settings, expected: int) -> dict[str, float]:
+    """faust's own ceiling: the worker's agent shape (take_events of 1,000 / 50 ms) doing nothing at all."""
+    from streams.faust_app import create_app
+    from streams.worker import BATCH_MAX, BATCH_WITHIN_S, RAW_CODEC
+    from wxarchive.topics import RAW
+
+    app = create_app(settings, "bench-faust-bare", partitions=settings.kafka_partitions)
+    seen = {"n": 0, "first": 0.0}
+
+    async def bare(stream):  # type: ignore[no-untyped-def]
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            seen["first"] = seen["first"] or time.perf_counter()
+            seen["n"] += len(events)
+
+    app.agent(app.topic(RAW.name(settings), **RAW_CODEC), name="bare")(bare)
+    await app.start()
+    try:
+        while seen["n"] < expected:
+            await asyncio.sleep(0.01)
+        return {"seconds": time.perf_counter() - seen["first"], "processed": seen["n"]}
+    finally:
+        await app.stop()
+
+
 def child(mode: str, bootstrap: str, data_dir: str, eyun_url: str, expected: int, profile: bool) -> None:
     settings = dataclasses.replace(bench_settings(bootstrap, data_dir, eyun_url), worker_store="memory://")
-    runner = run_worker if mode == "worker" else run_passthrough
+    runner = {"worker": run_worker, "passthrough": run_passthrough, "faust": run_faust_bare}[mode]
     if profile:
         import cProfile
         import io
@@ -144,7 +172,7 @@ def child(mode: str, bootstrap: str, data_dir: str, eyun_url: str, expected: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--child", choices=["worker", "passthrough"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["worker", "passthrough", "faust"], help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--eyun-url", default="", help=argparse.SUPPRESS)
@@ -167,7 +195,7 @@ def main() -> None:
             settings = bench_settings(broker.spec.bootstrap, str(work / "var"), url)
             truth = await setup(settings, args.records)
             results: dict[str, dict[str, float]] = {"truth": truth}  # type: ignore[dict-item]
-            for mode in ("passthrough", "worker"):
+            for mode in ("passthrough", "faust", "worker"):
                 proc = await asyncio.create_subprocess_exec(
                     "taskset", "-c", "0", sys.executable, __file__, "--child", mode, "--bootstrap",
                     broker.spec.bootstrap, "--data-dir", str(work / "var"), "--eyun-url", url,
@@ -184,18 +212,22 @@ def main() -> None:
     finally:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
-    truth, worker, passthrough = results["truth"], results["worker"], results["passthrough"]
+    truth, worker, passthrough, bare = results["truth"], results["worker"], results["passthrough"], results["faust"]
     worker_rate = worker["processed"] / worker["seconds"]
     pass_rate = passthrough["processed"] / passthrough["seconds"]
+    bare_rate = bare["processed"] / bare["seconds"]
     print(f"{truth['records']:,} raw records ({truth['unique_messages']:,} unique messages, 10% duplicates), "
           f"{truth['keywords']:,} keywords, {truth['contacts']:,} cached contacts; one process on cpu 0, broker on cpu 1")
     print(f"{'run':<46} {'records/s':>10} {'seconds':>8}")
     print(f"{'bare aiokafka consume -> produce (acks=all)':<46} {pass_rate:>10,.0f} {passthrough['seconds']:>8.2f}")
+    print(f"{'faust agent, same batches, doing nothing':<46} {bare_rate:>10,.0f} {bare['seconds']:>8.2f}")
     print(f"{'worker: parse, dedupe, enrich (cached), moderate':<46} {worker_rate:>10,.0f} {worker['seconds']:>8.2f}")
     print(f"worker: {worker['duplicates']:,.0f} duplicates dropped, {worker['hits']:,.0f} moderation hits, "
           f"{worker['not_enriched']:,.0f} not enriched, {worker['batches']:,.0f} batches; processing batches took "
           f"{worker['busy_seconds']:.2f}s of the {worker['seconds']:.2f}s (the rest: waiting for faust to deliver)")
     ratio = worker_rate / pass_rate
+    print(f"faust's own ceiling is {bare_rate / pass_rate:.2f} of the passthrough; the worker reaches "
+          f"{worker_rate / bare_rate:.2f} of that ceiling")
     print(f"ratio worker/passthrough: {ratio:.2f} (target >= 0.50: {'met' if ratio >= 0.5 else 'MISSED'}); "
           f">= 10,000/s: {'met' if worker_rate >= 10_000 else 'MISSED'}")
 

@@ -1,11 +1,13 @@
 """What the worker does to a micro-batch of raw callbacks, free of faust so it can be tested on its own.
 
-Two phases, so the worker can look names up in between: `prepare_batch` parses and normalizes each record
-(a body that cannot be archived goes to the dead-letter topic with the reason) and drops it if its identity
-(wcId, newMsgId, or the stable hash) was seen within the dedupe horizon; `finish_batch` checks every text
-of the surviving messages against the sensitive-word list in one matcher call. Outputs are records for the messages, events, moderation and dead-letter topics. The caller sends
-them and waits for Kafka's acknowledgements before the batch's source offsets may be committed, so a crash
-anywhere repeats work (duplicates the sinks remove) and never skips it.
+Two phases, so the worker can look names up in between: `prepare_batch` parses and normalizes each
+record (a body that cannot be archived goes to the dead-letter topic with the reason) and drops it if its
+identity (wcId, newMsgId, or the stable hash) was seen within the dedupe horizon (streams.dedupe_state);
+`finish_batch` checks every text of the surviving messages against the sensitive-word list in one matcher
+call. Outputs are records for the messages, events, moderation and dead-letter topics. The caller sends
+them and waits for Kafka's acknowledgements before it records the batch's identities and before the
+batch's source offsets may be committed, so a crash anywhere repeats work (duplicates the sinks remove)
+and never skips it.
 """
 
 from __future__ import annotations
@@ -49,36 +51,17 @@ class Outputs:
     hits: int = 0
 
 
-class Dedupe:
-    """The seen-identities state: `first_seen(key)` gives the time a key was first archived or None."""
-
-    def __init__(self, get: Callable[[str], int | None], put: Callable[[str, int], None], horizon_ms: int) -> None:
-        self._get = get
-        self._put = put
-        self.horizon_ms = horizon_ms
-
-    def is_duplicate(self, key: str, now_ms: int) -> bool:
-        """Seen within the horizon: a duplicate. Older entries count as unseen (the sinks catch those)."""
-        first = self._get(key)
-        if first is not None and now_ms - first < self.horizon_ms:
-            return True
-        self._put(key, now_ms)
-        return False
-
-
-def prepare_batch(records: list[RawRecord], dedupe: Dedupe, now_ms: int,
-                  before_record: Callable[[int], None] = lambda index: None) -> Prepared:
-    """`before_record(i)` runs before record i touches the dedupe state (faust needs its event current)."""
+def prepare_batch(records: list[RawRecord], is_duplicate: Callable[[int, str], bool]) -> Prepared:
+    """`is_duplicate(partition, identity)` answers from the dedupe state of the record's raw partition."""
     prepared = Prepared()
-    for index, record in enumerate(records):
+    for record in records:
         try:
             message = parse_message(record.value)
         except PayloadError as exc:
             prepared.dead_letters.append((record.key, record.value, [
                 *record.headers, ("wx-reason", exc.reason.encode()), ("wx-stage", b"worker")]))
             continue
-        before_record(index)
-        if dedupe.is_duplicate(message.dedupe_key, now_ms):
+        if is_duplicate(record.partition, message.dedupe_key):
             prepared.duplicates += 1
             continue
         prepared.kept.append((message, record))

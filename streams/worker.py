@@ -1,10 +1,9 @@
 """`wxarchive worker`: the faust-streaming application that turns PREFIX.raw into the archive's streams.
 
-One agent reads the raw topic in micro-batches (up to 1,000 records or 50 ms), runs
-streams.processing.process_batch, sends the outputs and waits for their acknowledgements; only then does
-faust move on and commit the batch's offsets (at-least-once). The dedupe state is a faust table, so it is
-restored from its changelog after a restart; faust writes each key to the changelog partition of the
-event current at the time, so the batch loop makes each record's event current before touching the table.
+One agent reads the raw topic in micro-batches (up to 1,000 records or 50 ms), runs streams.processing on
+them, sends the outputs and waits for their acknowledgements; then it records the batch's identities in the
+dedupe state and its changelog (streams.dedupe_state), and only then does faust move on and commit the
+batch's offsets (at-least-once: a crash anywhere repeats work, never skips it).
 
 The sensitive-word list is followed like a global table: every worker reads all partitions of
 PREFIX.keywords from the beginning and keeps following it, compiling a new matcher off to the side after
@@ -30,7 +29,8 @@ from streams.keyword_set import KeywordSet
 from streams.processing import RawRecord, finish_batch, prepare_batch
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer, read_to_end
-from wxarchive.topics import CONTACTS, DLQ, EVENTS, KEYWORDS, MESSAGES, MODERATION, RAW, ensure_topics
+from wxarchive.topics import (CONTACTS, DLQ, EVENTS, KEYWORDS, MESSAGES, MODERATION, RAW, align_topic_config,
+                              dedupe_changelog, ensure_topics)
 
 log = logging.getLogger("wxarchive.worker")
 BATCH_MAX = 1000
@@ -59,20 +59,19 @@ class Worker:
         self.settings = settings
         self.keywords = KeywordSet()
         self.stats = WorkerStats()
-        self.app: faust.App = create_app(settings, f"{settings.topic_prefix}-worker", store=settings.worker_store,
+        self.app: faust.App = create_app(settings, f"{settings.topic_prefix}-worker",
                                          partitions=settings.kafka_partitions, web_port=web_port)
         app = self.app
         self.raw = app.topic(RAW.name(settings), **RAW_CODEC)
         self.topic_names = {t.suffix: t.name(settings) for t in (MESSAGES, EVENTS, MODERATION, DLQ, CONTACTS)}
         # outputs go through one durable aiokafka producer: a batch's sends are fired together and their
         # acknowledgements gathered once, cheaper than faust's per-message send machinery
-        self.producer = durable_producer(settings.kafka_bootstrap, linger_ms=5, max_batch_size=512 * 1024)
-        self.seen = app.Table("dedupe", key_type=str, partitions=settings.kafka_partitions)
-        # Every table write queues a changelog message in faust's producer buffer, and faust stops handing
-        # events to agents while more than `max_messages` (100 by default) are queued: with batches of a
-        # thousand writes that stall was half of the worker's time. Room for a few batches instead.
-        app.producer.buffer.max_messages = 4 * BATCH_MAX
-        self.state = DedupeState(self.seen, settings.worker_dedupe_days * 24 * 3600 * 1000)
+        self.producer = durable_producer(settings.kafka_bootstrap, linger_ms=0, max_batch_size=512 * 1024)
+        self.dedupe_topic = dedupe_changelog(settings)
+        self.state = DedupeState(settings.worker_store, settings.data_dir.resolve() / "worker" / f"{settings.topic_prefix}-dedupe",
+                                 self.dedupe_topic.name(settings), settings.kafka_bootstrap,
+                                 settings.worker_dedupe_days * 24 * 3600 * 1000)
+        app.on_partitions_revoked.connect(self._on_revoked)
         client = EyunClient(settings.eyun_url, settings.eyun_token) if settings.eyun_url else None
         if client is None:
             log.warning("no E云 API configured (WXARCHIVE_EYUN_URL): messages are archived without names")
@@ -84,7 +83,9 @@ class Worker:
     async def prepare(self) -> None:
         """Before faust starts: the topics exist (faust creates none of them), and the keyword list and contact
         cache are loaded, so no message is moderated against an empty list after a restart."""
-        await ensure_topics(self.settings, RAW, DLQ, MESSAGES, EVENTS, MODERATION, KEYWORDS, CONTACTS)
+        await ensure_topics(self.settings, RAW, DLQ, MESSAGES, EVENTS, MODERATION, KEYWORDS, CONTACTS, self.dedupe_topic)
+        if await align_topic_config(self.settings, self.dedupe_topic):
+            log.info("dedupe changelog retention set from the horizon", extra=self.dedupe_topic.config)
         for record in await read_to_end(self.settings.kafka_bootstrap, KEYWORDS.name(self.settings), timeout=120):
             self._apply_keyword(record.key, record.value)
         await self.keywords.refresh()
@@ -101,6 +102,9 @@ class Worker:
     async def _publish_contact(self, key: bytes, value: bytes) -> None:
         await self.producer.send(self.topic_names[CONTACTS.suffix], value, key=key)
 
+    async def _on_revoked(self, app: faust.App, revoked: set[TopicPartition], **_: object) -> None:
+        self.state.revoke(tp.partition for tp in revoked if tp.topic == self.raw.get_topic_name())
+
     async def _archive(self, stream: faust.StreamT) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             started = time.perf_counter()
@@ -108,33 +112,37 @@ class Worker:
                                  e.message.partition, e.message.offset) for e in events]
             now_ms = int(time.time() * 1000)
             self.state.maybe_sweep(now_ms)
-            current = [0]
-
-            def before(i: int) -> None:
-                stream._set_current_event(events[i])  # the table writes to the changelog partition of this event
-                current[0] = records[i].partition
-
-            prepared = prepare_batch(records, self.state.dedupe(lambda: current[0]), now_ms, before)
-            names = await self.enricher.enrich([message for message, _ in prepared.kept])
-            out = finish_batch(prepared, names, self.keywords.matcher)
-            send = self.producer.send
-            pending = []
-            for topic, items in ((MESSAGES, out.messages), (EVENTS, out.events), (MODERATION, out.moderation)):
-                name = self.topic_names[topic.suffix]
-                for key, value in items:
-                    pending.append(await send(name, value, key=key))
-            for key, value, headers in prepared.dead_letters:
-                pending.append(await send(self.topic_names[DLQ.suffix], value, key=key, headers=headers))
-            await asyncio.gather(*pending)  # acknowledged before faust may commit this batch's offsets
-            self.stats.processed += len(records)
-            self.stats.duplicates += prepared.duplicates
-            self.stats.dead_letters += len(prepared.dead_letters)
-            self.stats.hits += out.hits
+            await self.state.catch_up({r.partition for r in records})
+            try:
+                await self._process(records, now_ms)
+            except BaseException:
+                self.state.forget_pending()
+                raise
             self.stats.batches += 1
             self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
             self.stats.busy_ms += self.stats.last_batch_ms
             for record in records:
                 self.stats.next_offset[record.partition] = record.offset + 1
+
+    async def _process(self, records: list[RawRecord], now_ms: int) -> None:
+        prepared = prepare_batch(records, lambda partition, key: self.state.is_duplicate(partition, key, now_ms))
+        names = await self.enricher.enrich([message for message, _ in prepared.kept])
+        out = finish_batch(prepared, names, self.keywords.matcher)
+        send = self.producer.send
+        pending = []
+        for topic, items in ((MESSAGES, out.messages), (EVENTS, out.events), (MODERATION, out.moderation)):
+            name = self.topic_names[topic.suffix]
+            for key, value in items:
+                pending.append(await send(name, value, key=key))
+        for key, value, headers in prepared.dead_letters:
+            pending.append(await send(self.topic_names[DLQ.suffix], value, key=key, headers=headers))
+        await asyncio.gather(*pending)
+        # only now that the outputs are durable may the identities be remembered (and faust commit offsets)
+        await self.state.remember(self.producer, now_ms)
+        self.stats.processed += len(records)
+        self.stats.duplicates += prepared.duplicates
+        self.stats.dead_letters += len(prepared.dead_letters)
+        self.stats.hits += out.hits
 
     async def _follow_keywords(self) -> None:
         """Keep following every partition of the keywords topic (re-reading it from the start is harmless)."""
@@ -186,7 +194,9 @@ class Worker:
 
     async def stop(self) -> None:
         await self.app.stop()
+        await self.state.flush()
         await self.producer.stop()
+        self.state.close()
         await self.enricher.close()
         if self.enricher.client is not None:
             await self.enricher.client.close()

@@ -41,6 +41,10 @@ class WorkerCollector(Collector):
         yield CounterMetricFamily("wxarchive_worker_moderation_hits", "Sensitive-word hits emitted.", value=s.hits)
         yield CounterMetricFamily("wxarchive_worker_dedupe_expired", "Identities swept out after the horizon.",
                                   value=w.state.expired)
+        yield CounterMetricFamily("wxarchive_worker_dedupe_restored", "Identities read back from the dedupe changelog.",
+                                  value=w.state.restored)
+        yield GaugeMetricFamily("wxarchive_worker_dedupe_identities", "Identities tracked (RocksDB: its estimate).",
+                                value=len(w.state))
         yield GaugeMetricFamily("wxarchive_worker_keyword_rules", "Rules in the live keyword list.", value=len(w.keywords.rules))
         yield GaugeMetricFamily("wxarchive_worker_keyword_version", "Keyword lists compiled since start.", value=w.keywords.version)
         cache = CounterMetricFamily("wxarchive_worker_contact_cache", "Contact lookups by the cache's answer.", labels=["result"])

@@ -91,7 +91,7 @@ class Settings:
     worker_host: str = _setting("127.0.0.1", "Address of the worker's health and metrics endpoint.")
     worker_port: int = _setting(8082, "Port of the worker's health and metrics endpoint (/healthz, /readyz, /metrics).")
     worker_store: str = _setting(
-        "rocksdb://", "State store of the stream worker's tables: rocksdb:// (on disk, via rocksdict) or memory://."
+        "rocksdb://", "Where the worker keeps its dedupe state: rocksdb:// (on disk under DATA_DIR, via rocksdict) or memory://."
     )
     worker_dedupe_days: int = _setting(7, "How long the worker remembers a message identity to drop its duplicates.")
     worker_enrich_timeout: float = _setting(

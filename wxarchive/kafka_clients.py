@@ -83,20 +83,35 @@ async def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list
     """Every record of `topic`, from the beginning to its end offsets as they are now, without a group.
     aiokafka logs transient errors it retries itself (a new topic's partitions not loaded yet): held back here."""
     with _quiet_aiokafka():
-        return await _read_to_end(bootstrap, topic, timeout)
+        return await _read_to_end(bootstrap, topic, None, timeout)
 
 
-async def _read_to_end(bootstrap: str, topic: str, timeout: float) -> list[ConsumerRecord]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed")
+async def read_partitions(bootstrap: str, topic: str, starts: dict[int, int], timeout: float = 30.0
+                          ) -> list[ConsumerRecord]:
+    """The records of the given partitions from the given offsets to their end offsets as they are now. A start
+    below what retention kept reads from the earliest record; one beyond the end (the topic was recreated)
+    reads the whole partition."""
+    with _quiet_aiokafka():
+        return await _read_to_end(bootstrap, topic, starts, timeout)
+
+
+async def _read_to_end(bootstrap: str, topic: str, starts: dict[int, int] | None, timeout: float
+                       ) -> list[ConsumerRecord]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed",
+                                auto_offset_reset="earliest")
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()  # a topic created after the consumer started
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        known = sorted(consumer.partitions_for_topic(topic) or ())
+        tps = [TopicPartition(topic, p) for p in known if starts is None or p in starts]
         if not tps:
             return []
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
+        firsts = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            start = 0 if starts is None else starts[tp.partition]
+            consumer.seek(tp, firsts[tp] if start > ends[tp] or start < firsts[tp] else start)
         records: list[ConsumerRecord] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -104,7 +119,7 @@ async def _read_to_end(bootstrap: str, topic: str, timeout: float) -> list[Consu
             if loop.time() > deadline:
                 raise BrokerError(f"reading {topic} did not reach its end within {timeout:g}s")
             for batch in (await consumer.getmany(*tps, timeout_ms=500)).values():
-                records.extend(batch)
+                records.extend(r for r in batch if r.offset < ends[TopicPartition(r.topic, r.partition)])
         return records
     finally:
         await consumer.stop()

@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from wxarchive.config import Settings
@@ -35,6 +36,15 @@ MODERATION = Topic("moderation", {"retention.ms": _MONTH_MS})
 KEYWORDS = Topic("keywords", {"cleanup.policy": "compact"})
 
 
+def dedupe_changelog(settings: Settings) -> Topic:
+    """The worker's dedupe changelog: batches of identities, kept a day longer than the dedupe horizon and
+    deleted by retention (not compaction), in segments of at most a day so expiry is not held back a week."""
+    horizon_ms = settings.worker_dedupe_days * 24 * 3600 * 1000
+    day_ms = 24 * 3600 * 1000
+    return Topic("dedupe", {"cleanup.policy": "delete", "retention.ms": str(horizon_ms + day_ms),
+                            "segment.ms": str(min(day_ms, horizon_ms))})
+
+
 async def ensure_topics(settings: Settings, *topics: Topic) -> list[str]:
     """Create the topics that do not exist yet; returns the names created. Existing ones are left as they are."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
@@ -55,6 +65,32 @@ async def ensure_topics(settings: Settings, *topics: Topic) -> list[str]:
         return names
     finally:
         await admin.close()
+
+
+async def topic_config(settings: Settings, topic: Topic) -> dict[str, str]:
+    """The topic's configuration as the broker reports it (defaults included)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic.name(settings))])
+    finally:
+        await admin.close()
+    return {entry[0]: entry[1] for entry in response.resources[0][4]}
+
+
+async def align_topic_config(settings: Settings, topic: Topic) -> bool:
+    """Make an existing topic's declared settings what the current settings derive (the dedupe horizon may have
+    changed since it was created); returns whether anything changed."""
+    current = await topic_config(settings, topic)
+    if all(current.get(k) == v for k, v in topic.config.items()):
+        return False
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic.name(settings), topic.config)])
+    finally:
+        await admin.close()
+    return True
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
