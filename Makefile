@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test install kafka-jars
+.PHONY: demo up test install kafka-jars
+
+demo: install
+	$(BIN)/wxarchive up --demo
 
 up: install
 	$(BIN)/wxarchive up

@@ -48,6 +48,7 @@ class KafkaHandoff:
         self._producer: AIOKafkaProducer | None = None
         self._spooling = spool is not None  # until Kafka has been seen and the spool is empty
         self._probe: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def ready(self) -> bool:
@@ -67,6 +68,9 @@ class KafkaHandoff:
 
     async def stop(self) -> None:
         if self._probe is not None:
+            # Python 3.11's wait_for can swallow a cancellation that arrives as its inner call completes
+            # (gh-86296), so the loop also checks a flag: a cancel alone once kept it probing forever
+            self._stopping = True
             self._probe.cancel()
             await asyncio.gather(self._probe, return_exceptions=True)
         if self._producer is not None:
@@ -115,7 +119,7 @@ class KafkaHandoff:
     # -- watching Kafka and draining the spool -----------------------------------------------------------
 
     async def _probe_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.probe_interval)
             await self._check_kafka()
             if self.kafka_up and self._spooling and self.spool is not None:

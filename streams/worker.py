@@ -206,12 +206,12 @@ def run(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then stop faust cleanly (it commits what was acknowledged)."""
     import signal
 
-    from streams.worker_ops import serve_ops
+    from streams.worker_ops import serve_worker_ops
 
     async def main() -> None:
         worker = Worker(settings)
         await worker.start()
-        ops, url = await serve_ops(worker, settings.worker_host, settings.worker_port)
+        ops, url = await serve_worker_ops(worker, settings.worker_host, settings.worker_port)
         print(f"worker archiving {RAW.name(settings)} from Kafka {settings.kafka_bootstrap}; "
               f"health and metrics on {url}", flush=True)
         stop = asyncio.Event()

@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from eyun.breaker import BreakerState
-from wxarchive.http_server import serve_app
+from wxarchive.ops_server import serve_ops
 
 if TYPE_CHECKING:
     from streams.worker import Worker
@@ -64,22 +63,6 @@ class WorkerCollector(Collector):
         yield lag
 
 
-async def serve_ops(worker: Worker, host: str, port: int) -> tuple[web.AppRunner, str]:
-    registry = CollectorRegistry()
-    registry.register(WorkerCollector(worker))
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"alive": True})
-
-    async def readyz(_: web.Request) -> web.Response:
-        ready = worker.ready
-        return web.json_response({"ready": ready, "partitions": sorted(worker.lag())}, status=200 if ready else 503)
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), content_type="text/plain", charset="utf-8")
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    return await serve_app(app, host, port)
+async def serve_worker_ops(worker: Worker, host: str, port: int) -> tuple[web.AppRunner, str]:
+    return await serve_ops(WorkerCollector(worker), lambda: (worker.ready, {"partitions": sorted(worker.lag())}),
+                           host, port)

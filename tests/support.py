@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -17,7 +18,10 @@ from eyun.fake_server import FakeEyun, serve
 from ingest.app import EdgeApp
 from ingest.server import build_app, server_config
 from wxarchive.config import Settings
-from wxarchive.kafka_clients import read_to_end
+from schemas.callback import PayloadError
+from schemas.message import parse_message
+from wxarchive.kafka_clients import durable_producer, read_to_end
+from wxarchive.topics import RAW, ensure_topics
 from wxarchive.net import free_ports
 
 
@@ -69,3 +73,28 @@ async def running_edge(settings: Settings, insecure: bool = False) -> AsyncItera
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)  # a shutdown that hangs fails here, not at the suite's timeout
+
+
+async def publish_raw(s: Settings, bodies: list[bytes]) -> None:
+    """Write callbacks to the raw topic keyed as the edge keys them (malformed ones keyed by nothing)."""
+    await ensure_topics(s, RAW)
+    producer = durable_producer(s.kafka_bootstrap)
+    await producer.start()
+    try:
+        for body in bodies:
+            try:
+                key = parse_message(body, with_xml=False).kafka_key.encode()
+            except PayloadError:
+                key = None
+            await producer.send(RAW.name(s), body, key=key, headers=[("wx-received-at", b"1700000000000")])
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the worker did not get there in time")
+        await asyncio.sleep(0.5)

@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                                          "each one is and whether it is healthy, and keep running until Ctrl-C, "
                                          "which stops what this command started.")
     up.add_argument("--check", action="store_true", help="report health, stop what was started, and exit (0 = healthy)")
+    up.add_argument("--demo", action="store_true",
+                    help="also post simulated traffic to the edge, wait for the archive to catch up, print a report "
+                         "read from ClickHouse, stop, and exit 0 only if the archive matches the simulator")
+    up.add_argument("--count", type=_non_negative_int, default=2000, help="callbacks the demo posts (default 2000)")
+    up.add_argument("--seed", type=int, default=1, help="seed of the demo's traffic and of the fake E云's directory (default 1)")
 
     kafka = commands.add_parser("kafka", help="manage the local Apache Kafka broker (embedded mode)",
                                 description="The local single-node Kafka broker, run from Maven Central jars. "
@@ -105,8 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "and friend events to PREFIX.events, and hits to PREFIX.moderation. Run several to scale out, up "
                     "to the raw topic's partitions. Names come from getContact (WXARCHIVE_EYUN_URL). Serves "
                     "/healthz, /readyz and /metrics on its own port. Stops cleanly on Ctrl-C or SIGTERM.")
-    worker.add_argument("--host", help="address of the health and metrics endpoint (default WXARCHIVE_WORKER_HOST)")
-    worker.add_argument("--port", type=int, help="port of the health and metrics endpoint (default WXARCHIVE_WORKER_PORT, 8082)")
+    _ops_endpoint_flags(worker, "WORKER", 8082)
+
+    sink = _leaf(commands, "sink", _cmd_sink, help="run the ClickHouse sink: the archive's topics into its tables",
+        description="Read PREFIX.raw, .messages, .events, .moderation, .contacts and .dlq and insert them into the "
+                    "wxarchive database (migrated first), in blocks of WXARCHIVE_SINK_BATCH_ROWS rows or "
+                    "WXARCHIVE_SINK_BATCH_SECONDS seconds, each with a deduplication token; offsets are committed "
+                    "only after the insert. While ClickHouse is down it retries and keeps its offsets. With the "
+                    "embedded engine (chdb://) this process owns the directory: query through it or stop it. "
+                    "Serves /healthz, /readyz and /metrics on its own port. Stops cleanly on Ctrl-C or SIGTERM.")
+    _ops_endpoint_flags(sink, "SINK", 8083)
+
+    migrate = _leaf(commands, "migrate", _cmd_migrate, help="create or update the wxarchive database in ClickHouse",
+        description="Apply the schema migrations not yet applied (recorded in wxarchive.schema_migrations). Running "
+                    "it again changes nothing. The sink also does this when it starts.")
+    migrate.add_argument("--print", action="store_true", dest="print_sql", help="print the SQL instead of running it")
 
     kw = commands.add_parser("keywords", help="manage the sensitive-word list (workers pick changes up within seconds)",
                              description="The sensitive-word list lives on the compacted topic PREFIX.keywords. A fuzzy "
@@ -179,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ops_endpoint_flags(command: argparse.ArgumentParser, component: str, port: int) -> None:
+    command.add_argument("--host", help=f"address of the health and metrics endpoint (default WXARCHIVE_{component}_HOST)")
+    command.add_argument("--port", type=int,
+                         help=f"port of the health and metrics endpoint (default WXARCHIVE_{component}_PORT, {port})")
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -192,20 +216,39 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import signal
+
+    from wxarchive.demo import run_demo, seed_keywords
     from wxarchive.stack import Stack
 
-    stack = Stack(settings)
-    stack.start()
-    try:
-        print("wxarchive is up:\n" + stack.report(), flush=True)
-        if args.check:
-            return 0 if stack.healthy else 1
-        print("Press Ctrl-C to stop.", flush=True)
-        stack.wait_for_signal()
-        print("stopping…", flush=True)
-        return 0
-    finally:
-        stack.stop()
+    async def main() -> int:
+        stack = Stack(settings, directory_seed=args.seed)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            # the demo's words go on the list before the worker starts, since it reads the list first
+            await stack.start(prepare=seed_keywords if args.demo else None)
+            print("wxarchive is up:\n" + stack.report(), flush=True)
+            if args.check:
+                return 0 if stack.healthy else 1
+            if args.demo:
+                assert stack.sink is not None
+                return 0 if await run_demo(stack.sink, stack.edge_url, args.count, args.seed,
+                                           stack.directory_accounts) else 1
+            print("Press Ctrl-C to stop.", flush=True)
+            ended = await stack.wait(stop)
+            if ended:
+                print(f"stopping: {ended}", flush=True)
+                return 1
+            print("stopping…", flush=True)
+            return 0
+        finally:
+            await stack.stop()
+
+    return asyncio.run(main())
 
 
 def _broker(args: argparse.Namespace, settings: Settings) -> LocalKafka:
@@ -278,6 +321,41 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
                       settings.worker_port if args.port is None else args.port,
                       "choose another with --port or WXARCHIVE_WORKER_PORT")
     run(dataclasses.replace(settings, **changes))
+    return 0
+
+
+def _cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
+    from sinks.sink import run
+
+    changes = {k: v for k, v in (("sink_host", args.host), ("sink_port", args.port)) if v is not None}
+    settings = dataclasses.replace(settings, **changes)
+    require_free_port(settings.sink_host, settings.sink_port, "choose another with --port or WXARCHIVE_SINK_PORT")
+    run(settings)
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.clickhouse_client import open_client, parse_dsn
+    from sinks.schema import MIGRATIONS, migrate
+
+    if args.print_sql:
+        for migration in MIGRATIONS:
+            print(f"-- migration {migration.version}: {migration.name}")
+            for statement in migration.statements:
+                print(statement.strip() + ";\n")
+        return 0
+    client = open_client(settings.clickhouse_dsn)
+    try:
+        applied = migrate(client)
+    finally:
+        client.close()
+    where = parse_dsn(settings.clickhouse_dsn).display
+    if applied:
+        print(f"applied {', '.join(f'{m.version} ({m.name})' for m in applied)} to {where}")
+    else:
+        print(f"{where} is up to date (migration {MIGRATIONS[-1].version})")
     return 0
 
 

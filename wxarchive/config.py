@@ -98,6 +98,10 @@ class Settings:
         5.0, "Seconds a message may wait for its getContact lookup before it goes on, marked not enriched."
     )
     worker_contact_ttl_hours: int = _setting(24, "After this many hours a cached contact is looked up again.")
+    sink_host: str = _setting("127.0.0.1", "Address of the sink's health and metrics endpoint.")
+    sink_port: int = _setting(8083, "Port of the sink's health and metrics endpoint (/healthz, /readyz, /metrics).")
+    sink_batch_rows: int = _setting(10000, "The sink inserts when this many rows are buffered...")
+    sink_batch_seconds: float = _setting(1.0, "...or when its oldest buffered row is this many seconds old.")
     log_level: str = _setting("info", "Log level: " + ", ".join(LOG_LEVELS) + ".")
     log_format: str = _setting("text", "Log format: text (logfmt) or json (one object per line).")
 
@@ -130,6 +134,8 @@ class Settings:
             raise ConfigError(f"{env_name('worker_store')} must be rocksdb:// or memory://, got {self.worker_store!r}")
         if self.worker_enrich_timeout <= 0 or self.worker_dedupe_days < 1 or self.worker_contact_ttl_hours < 1:
             raise ConfigError("the worker's enrich timeout, dedupe days and contact TTL must be positive")
+        if self.sink_batch_rows < 1 or self.sink_batch_seconds <= 0:
+            raise ConfigError("the sink's batch rows and seconds must be positive")
         if self.edge_max_body_bytes < 1024:
             raise ConfigError(f"{env_name('edge_max_body_bytes')} must be at least 1024")
         if self.edge_produce_timeout <= 0:
@@ -143,6 +149,11 @@ class Settings:
                 f"{env_name('clickhouse_dsn')} must start with chdb://, http:// or https://, got {mask_dsn(dsn)!r}"
             )
         return dataclasses.replace(self, clickhouse_dsn=dsn, edge_id=self.edge_id or socket.gethostname())
+
+    def as_env(self) -> dict[str, str]:
+        """Every setting as its WXARCHIVE_* variable, for a child process to load the same configuration."""
+        return {env_name(f.name): str(getattr(self, f.name)).lower() if isinstance(getattr(self, f.name), bool)
+                else str(getattr(self, f.name)) for f in fields(self)}
 
     def masked(self) -> dict[str, str]:
         """The effective values as text, with secrets and DSN passwords hidden: safe to print and log."""

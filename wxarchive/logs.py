@@ -45,11 +45,21 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+class _TransientNoise(logging.Filter):
+    """aiokafka logs at ERROR while a new consumer group's coordinator is being elected, a normal second on a
+    fresh broker that it retries itself; shown only when debugging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "GroupCoordinatorNotAvailableError" not in record.getMessage()
+
+
 def configure(level: str = "info", fmt: str = "text") -> None:
     """Install one stderr handler on the root logger; idempotent so tests and `up` may call it again."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     root = logging.getLogger()
+    if level != "debug":
+        handler.addFilter(_TransientNoise())
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for name in _NOISY:

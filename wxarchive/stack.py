@@ -1,24 +1,33 @@
-"""`wxarchive up`: bring the archive's parts up, report their health, keep them up until Ctrl-C.
+"""`wxarchive up`: the whole write path on one machine, started in order and stopped in reverse.
 
 Kafka: a broker already answering at the bootstrap address is used as it is; a loopback address with no
 broker gets the local one, started here and stopped again on exit; any other address must answer.
-ClickHouse: opened (and so owned, in embedded mode) by this process.
+E云: the fake API (the simulator's directory) unless WXARCHIVE_EYUN_URL names a real one.
+The edge and the worker run as child processes (each has a core's worth of work and its own health port;
+their logs go to DATA_DIR/logs). The sink runs in this process, because in embedded mode the process that
+writes the chdb directory must be the one that reads it (DESIGN invariant 5): `up --demo` reports from it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-import signal
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import aiohttp
 
 from deploy.kafka_broker import BrokerSpec, LocalKafka
-from sinks.clickhouse_client import open_client, parse_dsn
+from sinks.sink import Sink
 from wxarchive.config import Settings, env_name
-from wxarchive.errors import BrokerError
+from wxarchive.errors import BrokerError, PrerequisiteError
 from wxarchive.kafka_clients import probe_sync
+from wxarchive.net import require_free_port
 
+CHILD_READY_TIMEOUT_S = 90.0
 
 
 def served_locally(bootstrap: str) -> bool:
@@ -45,16 +54,33 @@ class Component:
 @dataclass
 class Stack:
     settings: Settings
+    directory_seed: int = 1
+    directory_accounts: int = 3
     components: list[Component] = field(default_factory=list)
+    sink: Sink | None = None
+    edge_url: str = ""
     _broker: LocalKafka | None = None
-    _closers: list[Callable[[], None]] = field(default_factory=list)
+    _fake_runner: object | None = None
+    _children: list[tuple[str, asyncio.subprocess.Process]] = field(default_factory=list)
+    _sink_task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self, prepare: Callable[[Settings], Awaitable[object]] | None = None) -> None:
+        """Start every part in dependency order; on any failure stop what was started and raise.
+        `prepare(settings)` runs once Kafka answers, before anything reads from it."""
+        s = self.settings
+        for host, port, name in ((s.sink_host, s.sink_port, "sink_port"), (s.edge_host, s.edge_port, "edge_port"),
+                                 (s.worker_host, s.worker_port, "worker_port")):
+            require_free_port(host, port, f"set {env_name(name)} to another port")  # before starting anything
         try:
-            self._start_kafka()
-            self._open_clickhouse()
+            await asyncio.to_thread(self._start_kafka)
+            if prepare is not None:
+                await prepare(self.settings)
+            await self._start_eyun()
+            await self._start_sink()
+            await self._start_edge()
+            await self._start_worker()
         except BaseException:
-            self.stop()
+            await self.stop()
             raise
 
     def _start_kafka(self) -> None:
@@ -75,40 +101,125 @@ class Stack:
         rss = f", RSS {state.rss_mb:.0f} MB" if state.rss_mb else ""
         self.components.append(
             Component("kafka", state.ready, bootstrap,
-                      f"local Apache Kafka {state.version}, pid {state.pid}, ready in {state.seconds:.1f}s{rss}")
-        )
+                      f"local Apache Kafka {state.version}, pid {state.pid}, ready in {state.seconds:.1f}s{rss}"))
 
-    def _open_clickhouse(self) -> None:
-        target = parse_dsn(self.settings.clickhouse_dsn)
-        client = open_client(self.settings.clickhouse_dsn)
-        self._closers.append(client.close)
-        version = client.server_version
-        kind = "embedded chdb, owned by this process" if target.embedded else "server"
-        self.components.append(Component("clickhouse", True, target.display, f"{kind}, ClickHouse {version}"))
+    async def _start_eyun(self) -> None:
+        if self.settings.eyun_url:
+            self.components.append(Component("eyun", True, self.settings.eyun_url, "configured E云 API"))
+            return
+        from eyun.directory import Directory
+        from eyun.fake_server import DEFAULT_TOKEN, FakeEyun, serve
+
+        fake = FakeEyun(Directory.generate(seed=self.directory_seed, accounts=self.directory_accounts))
+        self._fake_runner, url = await serve(fake)
+        self.settings = replace(self.settings, eyun_url=url, eyun_token=self.settings.eyun_token or DEFAULT_TOKEN)
+        accounts = ", ".join(a.wc_id for a in fake.directory.accounts)
+        self.components.append(Component("eyun", True, url, f"fake E云 API, accounts {accounts}"))
+
+    async def _start_sink(self) -> None:
+        s = self.settings
+        from sinks.sink_ops import serve_sink_ops
+
+        self.sink = Sink(s)
+        await self.sink.start()
+        self._sink_task = asyncio.create_task(self.sink.run())
+        self._sink_ops, ops_url = await serve_sink_ops(self.sink, s.sink_host, s.sink_port)
+        self.components.append(Component("sink", True, ops_url, f"in this process, into {self.sink.clickhouse_display}"))
+
+    async def _start_edge(self) -> None:
+        s = self.settings
+        secured = bool(s.edge_secret or s.edge_account_secrets)
+        base = f"http://{s.edge_host}:{s.edge_port}"
+        self.edge_url = f"{base}/callback/{s.edge_secret}" if s.edge_secret else f"{base}/callback"
+        await self._start_child("edge", ["edge", *([] if secured else ["--insecure"])], f"{base}/readyz")
+        shown = f"{base}/callback/****" if s.edge_secret else f"{base}/callback"
+        self.components.append(Component("edge", True, shown, "no secret: loopback use only" if not secured
+                                         else "callbacks need the secret"))
+
+    async def _start_worker(self) -> None:
+        s = self.settings
+        url = f"http://{s.worker_host}:{s.worker_port}"
+        await self._start_child("worker", ["worker"], f"{url}/readyz")
+        self.components.append(Component("worker", True, f"{url}/metrics", f"dedupe state {s.worker_store}"))
+
+    async def _start_child(self, name: str, args: list[str], ready_url: str) -> None:
+        """A `wxarchive` subcommand in its own process, with this stack's settings; ready when /readyz says so."""
+        logs = self.settings.data_dir.resolve() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{name}.log"
+        env = {**os.environ, **self.settings.as_env()}
+        with open(log_path, "ab") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "wxarchive.cli", *args, env=env, stdout=log_file, stderr=log_file,
+                stdin=asyncio.subprocess.DEVNULL)
+        self._children.append((name, proc))
+        deadline = asyncio.get_running_loop().time() + CHILD_READY_TIMEOUT_S
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while True:
+                if proc.returncode is not None:
+                    raise PrerequisiteError(f"the {name} exited with code {proc.returncode} while starting:\n"
+                                            f"{_tail(log_path)}")
+                try:
+                    async with session.get(ready_url) as response:
+                        if response.status == 200:
+                            return
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise PrerequisiteError(f"the {name} was not ready within {CHILD_READY_TIMEOUT_S:.0f}s "
+                                            f"(log: {log_path}):\n{_tail(log_path)}")
+                await asyncio.sleep(0.25)
+
+    async def wait(self, stop: asyncio.Event) -> str:
+        """Until `stop` is set (""), or until a part ends on its own (what ended, for the user)."""
+        watched: dict[asyncio.Future[object], str] = {asyncio.ensure_future(stop.wait()): ""}
+        if self._sink_task is not None:
+            watched[self._sink_task] = "the sink stopped"  # type: ignore[index]
+        for name, proc in self._children:
+            watched[asyncio.ensure_future(proc.wait())] = f"the {name} exited (log: {self.settings.data_dir.resolve() / 'logs' / (name + '.log')})"
+        done, pending = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        for future in pending:
+            if future is not self._sink_task:
+                future.cancel()
+        return watched[next(iter(done))]
 
     def report(self) -> str:
         width = max(len(c.name) for c in self.components)
-        lines = [
-            f"  {c.name:<{width}}  {'ready' if c.healthy else 'DOWN '}  {c.where}  ({c.detail})"
-            for c in self.components
-        ]
-        return "\n".join(lines)
+        return "\n".join(f"  {c.name:<{width}}  {'ready' if c.healthy else 'DOWN '}  {c.where}  ({c.detail})"
+                         for c in self.components)
 
     @property
     def healthy(self) -> bool:
         return bool(self.components) and all(c.healthy for c in self.components)
 
-    def wait_for_signal(self) -> None:
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        stop.wait()
-
-    def stop(self) -> None:
-        """Close in reverse order; the broker is stopped only if this stack started it."""
-        for close in reversed(self._closers):
-            close()
-        self._closers.clear()
+    async def stop(self) -> None:
+        """Stop in reverse order: children (SIGTERM, then SIGKILL), the sink (flushes), the fake, the broker."""
+        for name, proc in reversed(self._children):
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 30)
+                except asyncio.TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+        self._children.clear()
+        if self.sink is not None:
+            self.sink.stop()
+            if self._sink_task is not None:
+                await self._sink_task
+            await self._sink_ops.cleanup()
+            await self.sink.close()
+            self.sink = None
+        if self._fake_runner is not None:
+            await self._fake_runner.cleanup()  # type: ignore[attr-defined]
+            self._fake_runner = None
         if self._broker is not None:
-            self._broker.stop()
+            await asyncio.to_thread(self._broker.stop)
             self._broker = None
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -2,39 +2,85 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from wxarchive.net import free_ports
 
 
-def test_up_check_starts_reports_and_stops_everything(tmp_path: Path) -> None:
-    port, controller_port = free_ports(2)
-    env = {**os.environ, "WXARCHIVE_DATA_DIR": str(tmp_path / "var"), "WXARCHIVE_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
-           "WXARCHIVE_KAFKA_CONTROLLER_PORT": str(controller_port)}
-    done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--check"], env=env, capture_output=True,
-                          text=True, timeout=180)
-    assert done.returncode == 0, done.stderr
-    assert f"kafka       ready  127.0.0.1:{port}  (local Apache Kafka" in done.stdout
-    assert f"clickhouse  ready  chdb {tmp_path / 'var' / 'clickhouse'}  (embedded chdb" in done.stdout
+def up_env(tmp_path: Path, bootstrap: str | None = None) -> dict[str, str]:
+    """A private data dir, topic prefix and ports, so a test's stack meets nothing of another's."""
+    edge, worker, sink, port, controller = free_ports(5)
+    return {**os.environ, "WXARCHIVE_DATA_DIR": str(tmp_path / "var"), "WXARCHIVE_TOPIC_PREFIX": f"up{uuid.uuid4().hex[:8]}",
+            "WXARCHIVE_KAFKA_BOOTSTRAP": bootstrap or f"127.0.0.1:{port}", "WXARCHIVE_KAFKA_CONTROLLER_PORT": str(controller),
+            "WXARCHIVE_EDGE_PORT": str(edge), "WXARCHIVE_WORKER_PORT": str(worker), "WXARCHIVE_SINK_PORT": str(sink)}
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def assert_all_stopped(env: dict[str, str]) -> None:
     status = subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "status"], env=env, capture_output=True, text=True)
-    assert status.returncode == 3, "up --check must stop the broker it started"
+    assert status.returncode == 3, "up must stop the broker it started"
+    for name in ("EDGE", "WORKER", "SINK"):
+        assert not listening(int(env[f"WXARCHIVE_{name}_PORT"])), f"the {name.lower()} is still running"
+
+
+def test_up_check_starts_reports_and_stops_everything(tmp_path: Path) -> None:
+    env = up_env(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--check"], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    bootstrap = env["WXARCHIVE_KAFKA_BOOTSTRAP"]
+    assert f"kafka   ready  {bootstrap}  (local Apache Kafka" in done.stdout
+    assert "eyun    ready  http://127.0.0.1:" in done.stdout and "(fake E云 API" in done.stdout
+    assert f"sink    ready  http://127.0.0.1:{env['WXARCHIVE_SINK_PORT']}  (in this process, into chdb {tmp_path / 'var' / 'clickhouse'})" in done.stdout
+    assert f"edge    ready  http://127.0.0.1:{env['WXARCHIVE_EDGE_PORT']}/callback  (no secret" in done.stdout
+    assert f"worker  ready  http://127.0.0.1:{env['WXARCHIVE_WORKER_PORT']}/metrics" in done.stdout
+    assert "Error" not in done.stderr, done.stderr  # quiet: no transient noise from the libraries
+    assert_all_stopped(env)
 
 
 def test_up_uses_a_broker_that_is_already_running(bootstrap: str, tmp_path: Path) -> None:
-    env = {**os.environ, "WXARCHIVE_DATA_DIR": str(tmp_path / "var"), "WXARCHIVE_KAFKA_BOOTSTRAP": bootstrap}
+    env = up_env(tmp_path, bootstrap)
     done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--check"], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=180)
     assert done.returncode == 0, done.stderr
-    assert f"kafka       ready  {bootstrap}  (existing broker" in done.stdout
+    assert f"kafka   ready  {bootstrap}  (existing broker" in done.stdout
 
+
+def test_up_demo_archives_what_the_simulator_sent(bootstrap: str, tmp_path: Path) -> None:
+    env = up_env(tmp_path, bootstrap)
+    done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--demo", "--count", "800", "--seed", "7"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for label in ("messages archived", "events archived", "duplicates dropped", "malformed rejected"):
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(label))
+        assert line.rstrip().endswith("ok"), line
+    assert "sample conversation" in out and "demo passed: the archive matches the simulator" in out
+    assert_all_stopped(env)
+
+
+def test_a_busy_port_is_named_and_nothing_is_left_running(tmp_path: Path) -> None:
+    env = up_env(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(env["WXARCHIVE_EDGE_PORT"])))
+        taken.listen()
+        done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--check"], env=env, capture_output=True,
+                              text=True, timeout=240)
+    assert done.returncode != 0
+    assert "WXARCHIVE_EDGE_PORT" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert_all_stopped({**env, "WXARCHIVE_EDGE_PORT": str(free_ports(1)[0])})
 
 
 def test_ctrl_c_stops_what_up_started(tmp_path: Path) -> None:
-    port, controller_port = free_ports(2)
-    env = {**os.environ, "WXARCHIVE_DATA_DIR": str(tmp_path / "var"), "WXARCHIVE_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
-           "WXARCHIVE_KAFKA_CONTROLLER_PORT": str(controller_port)}
+    env = up_env(tmp_path)
     up = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "up"], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
     try:
@@ -44,11 +90,10 @@ def test_ctrl_c_stops_what_up_started(tmp_path: Path) -> None:
             lines.append(line)
             if "Press Ctrl-C to stop." in line:
                 break
-        assert any("kafka       ready" in ln for ln in lines), lines
+        assert any("worker  ready" in ln for ln in lines), lines
         up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=60) == 0
+        assert up.wait(timeout=90) == 0
     finally:
         if up.poll() is None:
             up.kill()
-    status = subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "status"], env=env, capture_output=True, text=True)
-    assert status.returncode == 3, "Ctrl-C must stop the broker that up started"
+    assert_all_stopped(env)

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -18,46 +18,18 @@ import orjson
 from eyun.directory import Directory
 from eyun.fake_server import DEFAULT_TOKEN, FakeEyun
 from eyun.traffic import DEMO_KEYWORDS, TrafficConfig, TrafficGenerator
-from schemas.callback import PayloadError
-from schemas.message import parse_message
 from streams.keyword_admin import write_rules
 from streams.keyword_matcher import KeywordRule
 from streams.worker import Worker
-from tests.support import read_topic, run_with_fake_eyun
+from tests.support import publish_raw, read_topic, run_with_fake_eyun, until
 from wxarchive.config import Settings
-from wxarchive.kafka_clients import durable_producer
 from wxarchive.net import free_ports
-from wxarchive.topics import (CONTACTS, DLQ, EVENTS, MESSAGES, MODERATION, RAW, align_topic_config, dedupe_changelog,
-                              ensure_topics, topic_config)
+from wxarchive.topics import (CONTACTS, DLQ, EVENTS, MESSAGES, MODERATION, align_topic_config, dedupe_changelog,
+                              topic_config)
 
 
 def worker_settings(settings: Settings, topic_name: Callable[[str], str]) -> Settings:
     return dataclasses.replace(settings, topic_prefix=topic_name("w"), kafka_partitions=2, worker_store="memory://")
-
-
-async def publish_raw(s: Settings, bodies: list[bytes]) -> None:
-    """Write callbacks to the raw topic keyed as the edge keys them (malformed ones keyed by nothing)."""
-    await ensure_topics(s, RAW)
-    producer = durable_producer(s.kafka_bootstrap)
-    await producer.start()
-    try:
-        for body in bodies:
-            try:
-                key = parse_message(body, with_xml=False).kafka_key.encode()
-            except PayloadError:
-                key = None
-            await producer.send(RAW.name(s), body, key=key, headers=[("wx-received-at", b"1700000000000")])
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the worker did not get there in time")
-        await asyncio.sleep(0.5)
 
 
 async def count(s: Settings, topic) -> int:  # type: ignore[no-untyped-def]

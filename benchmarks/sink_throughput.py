@@ -1,0 +1,164 @@
+"""Sink throughput into the embedded ClickHouse, against a direct clickhouse-connect insert of the same rows.
+
+    .venv/bin/python benchmarks/sink_throughput.py [--records 200000]
+
+Setup, on a local broker pinned to core 1: simulated callbacks normalized into message records (as the
+worker emits them) on PREFIX.messages. Then, each in its own process on core 0 with a fresh chdb directory
+and the schema migrated:
+- direct: the same rows, already converted to Python lists in memory, inserted with clickhouse-connect in
+  blocks of 10,000 (the sink's default batch): the engine's own cost for these rows, the baseline;
+- sink: `Sink` consuming the topic, converting records to rows, inserting with deduplication tokens and
+  committing offsets, timed from its start to the commit of the last record.
+Target (issue 6): the sink at least 80% of the direct rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import start_pinned_broker  # noqa: E402
+from wxarchive.config import Settings  # noqa: E402
+
+BLOCK = 10_000
+
+
+def bench_settings(bootstrap: str, data_dir: str) -> Settings:
+    return dataclasses.replace(
+        Settings.load(env={"WXARCHIVE_KAFKA_BOOTSTRAP": bootstrap, "WXARCHIVE_DATA_DIR": data_dir}),
+        topic_prefix="sinkbench", kafka_partitions=4, sink_batch_rows=BLOCK)
+
+
+def message_records(count: int) -> list[tuple[bytes, bytes]]:
+    """Worker-shaped message records from simulated traffic (names filled in, as when the cache answers)."""
+    import orjson
+
+    from eyun.traffic import TrafficConfig, TrafficGenerator
+    from schemas.callback import PayloadError
+    from schemas.message import parse_message
+
+    out = []
+    for n, body in enumerate(TrafficGenerator(TrafficConfig(count=count, seed=5, duplicate_rate=0,
+                                                            malformed_rate=0)).bodies()):
+        try:
+            m = parse_message(body)
+        except PayloadError:
+            continue
+        doc = m.to_dict()
+        doc.update(sender_name="张三", sender_remark="", sender_alias="", conversation_name="项目群", enriched=True,
+                   received_ms=1_795_000_000_000 + n, source={"partition": n % 4, "offset": n}, moderation_hits=0)
+        out.append((m.kafka_key.encode(), orjson.dumps(doc)))
+    return out
+
+
+async def setup(settings: Settings, count: int) -> int:
+    from wxarchive.kafka_clients import durable_producer
+    from wxarchive.topics import MESSAGES, ensure_topics
+
+    await ensure_topics(settings, MESSAGES)
+    producer = durable_producer(settings.kafka_bootstrap, linger_ms=20, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        records = message_records(count)
+        for key, value in records:
+            await producer.send(MESSAGES.name(settings), value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(records)
+
+
+async def run_direct(settings: Settings, expected: int) -> dict[str, float]:
+    from sinks.clickhouse_client import open_client
+    from sinks.rows import MESSAGE_COLUMNS, message_row
+    from sinks.schema import migrate
+    from wxarchive.kafka_clients import read_to_end
+    from wxarchive.topics import MESSAGES
+
+    rows = [message_row(r) for r in await read_to_end(settings.kafka_bootstrap, MESSAGES.name(settings), timeout=300)]
+    client = open_client(settings.clickhouse_dsn)
+    migrate(client)
+    started = time.perf_counter()
+    for start in range(0, len(rows), BLOCK):
+        client.insert("wxarchive.messages", rows[start:start + BLOCK], column_names=MESSAGE_COLUMNS)
+    seconds = time.perf_counter() - started
+    count = client.query("SELECT count() FROM wxarchive.messages").result_rows[0][0]
+    client.close()
+    return {"seconds": seconds, "rows": count}
+
+
+async def run_sink(settings: Settings, expected: int) -> dict[str, float]:
+    from sinks.sink import Sink
+
+    sink = Sink(settings)
+    await sink.start()
+    started = time.perf_counter()
+    task = asyncio.create_task(sink.run())
+    try:
+        while sink.stats.rows.get("messages", 0) < expected or sink.buffered:
+            await asyncio.sleep(0.01)
+        seconds = time.perf_counter() - started
+        (count,), = await sink.clickhouse.query_rows("SELECT count() FROM wxarchive.messages")
+    finally:
+        sink.stop()
+        await task
+        await sink.close()
+    return {"seconds": seconds, "rows": count, "inserts": sink.stats.inserts}
+
+
+def child(mode: str, bootstrap: str, data_dir: str, expected: int) -> None:
+    settings = dataclasses.replace(bench_settings(bootstrap, data_dir), clickhouse_dsn=f"chdb://{data_dir}/ch-{mode}")
+    runner = run_direct if mode == "direct" else run_sink
+    print(json.dumps(asyncio.run(runner(settings, expected))))
+
+
+def main() -> None:
+    import subprocess
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--child", choices=["direct", "sink"], help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.bootstrap, args.data_dir, args.expected)
+        return
+    work = Path(tempfile.mkdtemp(prefix="sink-bench-"))
+    broker = start_pinned_broker(work / "kafka")
+    try:
+        settings = bench_settings(broker.spec.bootstrap, str(work))
+        expected = asyncio.run(setup(settings, args.records))
+        results = {}
+        for mode in ("direct", "sink"):
+            out = subprocess.run(["taskset", "-c", "0", sys.executable, __file__, "--child", mode, "--bootstrap",
+                                  broker.spec.bootstrap, "--data-dir", str(work), "--expected", str(expected)],
+                                 capture_output=True, text=True, check=True).stdout
+            results[mode] = json.loads(out.strip().splitlines()[-1])
+    finally:
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    direct, sink = results["direct"], results["sink"]
+    assert direct["rows"] == sink["rows"] == expected, (direct, sink, expected)
+    d_rate, s_rate = expected / direct["seconds"], expected / sink["seconds"]
+    print(f"{expected:,} message rows into the embedded ClickHouse (chdb), one core; broker on the other")
+    print(f"{'run':<58} {'rows/s':>9} {'seconds':>8}")
+    print(f"{'direct clickhouse-connect insert, blocks of 10,000 (baseline)':<58} {d_rate:>9,.0f} {direct['seconds']:>8.2f}")
+    print(f"{'sink: consume, convert, insert with tokens, commit':<58} {s_rate:>9,.0f} {sink['seconds']:>8.2f}")
+    ratio = s_rate / d_rate
+    print(f"ratio sink/direct: {ratio:.2f} (target >= 0.80: {'met' if ratio >= 0.8 else 'MISSED'}); "
+          f"{sink['inserts']:.0f} inserts")
+
+
+if __name__ == "__main__":
+    main()

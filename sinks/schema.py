@@ -1,0 +1,248 @@
+"""The `wxarchive` database: versioned migrations, applied by `wxarchive migrate` and on every sink start.
+
+Why migrations rather than one script: an archive lives for years, so its schema changes in numbered steps,
+each applied once and recorded in `schema_migrations`; running them again changes nothing. Every statement
+is also idempotent on its own (IF NOT EXISTS), so a step interrupted half-way can simply be run again.
+
+Exactly once as queries see it (DESIGN invariant 2): each table's engine collapses repeated rows by the
+table's identity, and the sinks' insert tokens drop a repeated block before it is even written
+(`non_replicated_deduplication_window`). The `v_*` views are what users query: they never need FINAL or
+argMax. docs/clickhouse.md documents every column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clickhouse_connect.driver.client import Client
+
+DATABASE = "wxarchive"
+# block dedupe on non-replicated tables: the last N insert tokens per table are remembered
+_DEDUPE = "non_replicated_deduplication_window = 10000"
+_TZ = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "archive tables and views", (
+        f"CREATE DATABASE IF NOT EXISTS {DATABASE}",
+        f"""CREATE TABLE IF NOT EXISTS {DATABASE}.raw_callbacks (
+            topic LowCardinality(String),
+            partition UInt32,
+            offset UInt64,
+            received_at DateTime64(3, '{_TZ}'),
+            key String,
+            body String,
+            headers Map(LowCardinality(String), String),
+            stored_at DateTime64(3, '{_TZ}') DEFAULT now64(3)
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY toYYYYMM(received_at)
+        ORDER BY (topic, partition, offset)
+        SETTINGS {_DEDUPE}""",
+        f"""CREATE TABLE IF NOT EXISTS {DATABASE}.messages (
+            account LowCardinality(String),
+            identity String,
+            new_msg_id Nullable(UInt64),
+            msg_id Nullable(UInt64),
+            platform_account LowCardinality(String),
+            w_id String,
+            type_code LowCardinality(String),
+            type_name LowCardinality(String),
+            native_type Nullable(Int32),
+            is_group Bool,
+            conversation String,
+            conversation_name String,
+            sender String,
+            sender_name String,
+            sender_remark String,
+            sender_alias String,
+            receiver String,
+            is_self Bool,
+            time DateTime64(3, '{_TZ}'),
+            text String,
+            title String,
+            description String,
+            url String,
+            file_name String,
+            quoted_new_msg_id Nullable(UInt64),
+            quoted_text String,
+            recalled_new_msg_id Nullable(UInt64),
+            at_list Array(String),
+            extra Map(String, String),
+            enriched UInt8,
+            moderation_hits UInt16,
+            received_at DateTime64(3, '{_TZ}'),
+            source_partition UInt32,
+            source_offset UInt64,
+            archived_at DateTime64(3, '{_TZ}') DEFAULT now64(3),
+            content String MATERIALIZED arrayStringConcat(arrayDistinct(arrayFilter(x -> x != '', [text, title, description, file_name, quoted_text])), '\\n'),
+            INDEX content_text content TYPE text(tokenizer = ngrams(2)) GRANULARITY 1,
+            INDEX conversation_bloom conversation TYPE bloom_filter GRANULARITY 4
+        ) ENGINE = ReplacingMergeTree(enriched)
+        PARTITION BY toYYYYMM(time)
+        ORDER BY (account, identity)
+        SETTINGS {_DEDUPE}""",
+        f"""CREATE TABLE IF NOT EXISTS {DATABASE}.recalls (
+            account LowCardinality(String),
+            new_msg_id UInt64,
+            recall_identity String,
+            recalled_at DateTime64(3, '{_TZ}')
+        ) ENGINE = ReplacingMergeTree
+        ORDER BY (account, new_msg_id)""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.recalls_mv TO {DATABASE}.recalls AS
+            SELECT account, assumeNotNull(recalled_new_msg_id) AS new_msg_id, identity AS recall_identity,
+                   time AS recalled_at
+            FROM {DATABASE}.messages WHERE recalled_new_msg_id IS NOT NULL""",
+        f"""CREATE TABLE IF NOT EXISTS {DATABASE}.last_messages (
+            account LowCardinality(String),
+            is_group Bool,
+            conversation String,
+            last_time SimpleAggregateFunction(max, DateTime64(3, '{_TZ}')),
+            last_message AggregateFunction(argMax, Tuple(String, String, String, String, Bool), DateTime64(3, '{_TZ}')),
+            conversation_name AggregateFunction(argMax, String, DateTime64(3, '{_TZ}')),
+            identities AggregateFunction(uniqExact, String)
+        ) ENGINE = AggregatingMergeTree
+        ORDER BY (account, is_group, conversation)""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.last_messages_mv TO {DATABASE}.last_messages AS
+            SELECT account, is_group, conversation, max(time) AS last_time,
+                   argMaxState((identity, sender, type_name, text, is_self), time) AS last_message,
+                   argMaxState(conversation_name, if(conversation_name = '', toDateTime64(0, 3, '{_TZ}'), time))
+                       AS conversation_name,
+                   uniqExactState(identity) AS identities
+            FROM {DATABASE}.messages GROUP BY account, is_group, conversation""",
+        f"""CREATE TABLE IF NOT EXISTS {DATABASE}.contacts (
+            account LowCardinality(String),
+            wxid String,
+            is_group Bool MATERIALIZED endsWith(wxid, '@chatroom'),
+            nickname String,
+            remark String,
+            alias String,
+            signature String,
+            sex UInt8,
+            country String,
+            province String,
+            city String,
+            big_head String,
+            small_head String,
+            labels String,
+            fetched_at DateTime64(3, '{_TZ}'),
+            snapshot String
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY toYYYYMM(fetched_at)
+        ORDER BY (account, wxid, fetched_at)
+        SETTINGS {_DEDUPE}""",
+        f"""CREATE TABLE IF NOT EXISTS {DATABASE}.moderation_hits (
+            account LowCardinality(String),
+            conversation String,
+            is_group Bool,
+            sender String,
+            identity String,
+            new_msg_id Nullable(UInt64),
+            time DateTime64(3, '{_TZ}'),
+            word String,
+            category LowCardinality(String),
+            severity LowCardinality(String),
+            mode LowCardinality(String),
+            field LowCardinality(String),
+            start UInt32,
+            end UInt32,
+            matched String,
+            snippet String
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY toYYYYMM(time)
+        ORDER BY (account, identity, field, start, word)
+        SETTINGS {_DEDUPE}""",
+        f"""CREATE TABLE IF NOT EXISTS {DATABASE}.account_events (
+            account LowCardinality(String),
+            identity String,
+            kind LowCardinality(String),
+            type_code LowCardinality(String),
+            type_name LowCardinality(String),
+            conversation String,
+            sender String,
+            time DateTime64(3, '{_TZ}'),
+            text String,
+            extra Map(String, String),
+            received_at DateTime64(3, '{_TZ}'),
+            body String
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY toYYYYMM(time)
+        ORDER BY (account, identity)
+        SETTINGS {_DEDUPE}""",
+        f"""CREATE TABLE IF NOT EXISTS {DATABASE}.dead_letters (
+            partition UInt32,
+            offset UInt64,
+            received_at DateTime64(3, '{_TZ}'),
+            stage LowCardinality(String),
+            reason String,
+            source String,
+            key String,
+            body String,
+            headers Map(LowCardinality(String), String)
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY toYYYYMM(received_at)
+        ORDER BY (partition, offset)
+        SETTINGS {_DEDUPE}""",
+        f"""CREATE VIEW IF NOT EXISTS {DATABASE}.v_messages AS
+            SELECT m.* EXCEPT (content), m.content,
+                   (m.account, m.new_msg_id) IN (SELECT account, toNullable(new_msg_id) FROM {DATABASE}.recalls)
+                       AS recalled
+            FROM {DATABASE}.messages AS m FINAL""",
+        f"""CREATE VIEW IF NOT EXISTS {DATABASE}.v_last_messages AS
+            SELECT account, is_group, conversation, conversation_name, last_time,
+                   last.1 AS last_identity, last.2 AS last_sender, last.3 AS last_type, last.4 AS last_text,
+                   last.5 AS last_is_self, message_count
+            FROM (
+                SELECT l.account AS account, l.is_group AS is_group, l.conversation AS conversation,
+                       max(l.last_time) AS last_time, argMaxMerge(l.last_message) AS last,
+                       argMaxMerge(l.conversation_name) AS conversation_name,
+                       uniqExactMerge(l.identities) AS message_count
+                FROM {DATABASE}.last_messages AS l GROUP BY l.account, l.is_group, l.conversation
+            )""",
+        f"""CREATE VIEW IF NOT EXISTS {DATABASE}.v_contacts AS
+            SELECT c.account AS account, c.wxid AS wxid, c.is_group AS is_group,
+                   argMax(c.nickname, c.fetched_at) AS nickname, argMax(c.remark, c.fetched_at) AS remark,
+                   argMax(c.alias, c.fetched_at) AS alias, argMax(c.signature, c.fetched_at) AS signature,
+                   argMax(c.sex, c.fetched_at) AS sex, argMax(c.country, c.fetched_at) AS country,
+                   argMax(c.province, c.fetched_at) AS province, argMax(c.city, c.fetched_at) AS city,
+                   argMax(c.big_head, c.fetched_at) AS big_head, argMax(c.labels, c.fetched_at) AS labels,
+                   max(c.fetched_at) AS fetched_at, count() AS snapshots
+            FROM {DATABASE}.contacts AS c FINAL GROUP BY c.account, c.wxid, c.is_group""",
+        f"""CREATE VIEW IF NOT EXISTS {DATABASE}.v_moderation_hits AS
+            SELECT * FROM {DATABASE}.moderation_hits FINAL""",
+        f"""CREATE VIEW IF NOT EXISTS {DATABASE}.v_account_events AS
+            SELECT * FROM {DATABASE}.account_events FINAL""",
+    )),
+)
+
+
+def migrate(client: Client) -> list[Migration]:
+    """Apply the migrations not yet recorded; returns those applied now (empty when up to date)."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+    client.command(f"""CREATE TABLE IF NOT EXISTS {DATABASE}.schema_migrations (
+        version UInt32, name String, applied_at DateTime64(3) DEFAULT now64(3)
+    ) ENGINE = ReplacingMergeTree ORDER BY version""")
+    done = {row[0] for row in client.query(f"SELECT version FROM {DATABASE}.schema_migrations FINAL").result_rows}
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version in done:
+            continue
+        for statement in migration.statements:
+            client.command(statement)
+        client.insert(f"{DATABASE}.schema_migrations", [[migration.version, migration.name]],
+                      column_names=["version", "name"])
+        applied.append(migration)
+    return applied
+
+
+def schema_fingerprint(client: Client) -> list[tuple[str, str]]:
+    """Every table's and view's CREATE statement, to show that a second migrate changed nothing."""
+    return [(r[0], r[1]) for r in client.query(
+        "SELECT name, create_table_query FROM system.tables WHERE database = {db:String} ORDER BY name",
+        parameters={"db": DATABASE}).result_rows]

@@ -1,0 +1,260 @@
+"""`wxarchive sink`: Kafka topics into ClickHouse tables, every row exactly once as queries see it.
+
+One consumer group reads PREFIX.raw, .messages, .events, .moderation, .contacts and .dlq and buffers rows per
+topic-partition. When the buffer holds `WXARCHIVE_SINK_BATCH_ROWS` rows or its oldest row is
+`WXARCHIVE_SINK_BATCH_SECONDS` old, each partition's rows are inserted as one block carrying a deterministic
+deduplication token (`topic:partition:first-last` offsets), and only after every insert succeeded are the
+offsets committed. So a crash between insert and commit re-reads the same records: the repeated block is
+dropped by its token, and any copy that still lands (different batch boundaries after a restart, a
+duplicate message from upstream) is collapsed by the table's ReplacingMergeTree key, which the `v_*`
+views apply (DESIGN invariant 2).
+
+When ClickHouse is down or refuses, the sink keeps its offsets and retries with backoff (up to 30 s), so
+nothing is dropped. A block ClickHouse keeps refusing for its data is split in halves until the record at
+fault is found; that record goes to PREFIX.dlq with the reason (`wx-stage: sink`), as does a record that
+cannot become a row at all. In embedded mode this process is the one owner of the chdb directory
+(DESIGN invariant 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
+
+from sinks.clickhouse_client import AsyncClickHouse, parse_dsn
+from sinks.rows import FEEDS, RowError, TableFeed
+from sinks.schema import DATABASE, migrate
+from wxarchive.config import Settings
+from wxarchive.kafka_clients import durable_producer, manual_commit_consumer
+from wxarchive.topics import CONTACTS, DLQ, EVENTS, MESSAGES, MODERATION, RAW, ensure_topics
+
+log = logging.getLogger("wxarchive.sink")
+MAX_BACKOFF_S = 30.0
+
+
+class Abandoned(Exception):
+    """A flush given up on because the sink is stopping: its records are read again by the next run."""
+
+
+@dataclass
+class SinkStats:
+    rows: dict[str, int] = field(default_factory=dict)
+    inserts: int = 0
+    insert_errors: int = 0
+    dead_letters: int = 0
+    commits: int = 0
+    last_insert_s: float = 0.0
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    feed: TableFeed
+    rows: list[list[Any]] = field(default_factory=list)
+    records: list[ConsumerRecord] = field(default_factory=list)  # the record behind each row, for the DLQ
+    last_offset: int = -1
+
+
+class Sink:
+    def __init__(self, settings: Settings, clickhouse: AsyncClickHouse | None = None) -> None:
+        self.settings = settings
+        self.clickhouse = clickhouse or AsyncClickHouse(settings.clickhouse_dsn)
+        self._owns_clickhouse = clickhouse is None
+        self.feeds = {f"{settings.topic_prefix}.{feed.suffix}": feed for feed in FEEDS}
+        self.group = f"{settings.topic_prefix}-sink"
+        self.consumer = manual_commit_consumer(settings.kafka_bootstrap, self.group, *self.feeds,
+                                               max_poll_records=settings.sink_batch_rows)
+        self.producer = durable_producer(settings.kafka_bootstrap)
+        self.stats = SinkStats()
+        self.pending: dict[TopicPartition, _Pending] = {}
+        self.buffered = 0
+        self.oldest: float | None = None
+        self.ready = False
+        self._stopping = asyncio.Event()
+        self._started_at: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings, RAW, MESSAGES, EVENTS, MODERATION, CONTACTS, DLQ)
+        if self._owns_clickhouse:
+            await self.clickhouse.open()
+        applied = await self.clickhouse._run(migrate, self.clickhouse.client)
+        if applied:
+            log.info("schema migrated", extra={"versions": [m.version for m in applied]})
+        await self.producer.start()
+        await self.consumer.start()
+        self.ready = True
+
+    async def run(self) -> None:
+        """Consume, buffer and flush until stop(); a clean stop flushes and commits what it holds."""
+        batch_s = self.settings.sink_batch_seconds
+        while not self._stopping.is_set():
+            batches = await self.consumer.getmany(timeout_ms=int(min(batch_s, 0.2) * 1000),
+                                                  max_records=self.settings.sink_batch_rows)
+            for tp, records in batches.items():
+                await self._buffer(tp, records)
+            due = self.oldest is not None and time.monotonic() - self.oldest >= batch_s
+            if self.buffered >= self.settings.sink_batch_rows or due:
+                await self.flush()
+        try:
+            await self.flush()
+        except Abandoned as exc:
+            log.warning(str(exc))
+
+    async def _buffer(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        pending = self.pending.get(tp)
+        if pending is None:
+            pending = self.pending[tp] = _Pending(self.feeds[tp.topic])
+        if records:
+            self._started_at.setdefault(tp, records[0].offset)
+        for record in records:
+            pending.last_offset = record.offset
+            try:
+                row = pending.feed.row(record)
+            except RowError as exc:
+                await self._dead_letter(record, str(exc))
+                continue
+            if row is not None:
+                pending.rows.append(row)
+                pending.records.append(record)
+                self.buffered += 1
+        if self.oldest is None and records:
+            self.oldest = time.monotonic()
+
+    async def flush(self) -> None:
+        """Insert every partition's rows, then commit their offsets (never before)."""
+        if not self.pending:
+            return
+        started = time.perf_counter()
+        offsets = {}
+        for tp, pending in self.pending.items():
+            if pending.rows:
+                await self._insert(pending.feed, pending.rows, pending.records, f"{tp.topic}:{tp.partition}")
+            offsets[tp] = pending.last_offset + 1
+        await self.consumer.commit(offsets)
+        self.stats.commits += 1
+        self.stats.committed.update(offsets)
+        self.stats.last_insert_s = time.perf_counter() - started
+        self.pending.clear()
+        self.buffered = 0
+        self.oldest = None
+
+    async def _insert(self, feed: TableFeed, rows: list[list[Any]], records: list[ConsumerRecord], where: str) -> None:
+        """Insert until it succeeds; a block refused for its data is split until the bad record is found.
+        The token names the offsets, so the same records inserted again are the same block to ClickHouse."""
+        token = f"{where}:{records[0].offset}-{records[-1].offset}"
+        backoff = 0.5
+        while True:
+            try:
+                await self.clickhouse._run(
+                    self.clickhouse.client.insert, f"{DATABASE}.{feed.table}", rows, column_names=feed.columns,
+                    settings={"insert_deduplicate": 1, "insert_deduplication_token": token})
+                self.stats.inserts += 1
+                self.stats.rows[feed.table] = self.stats.rows.get(feed.table, 0) + len(rows)
+                return
+            except Exception as exc:  # noqa: BLE001 - classified below; nothing is dropped on the way
+                if refused_for_data(exc) and feed.table != "dead_letters":  # never a loop through the DLQ
+                    if len(rows) == 1:
+                        await self._dead_letter(records[0], f"ClickHouse refused the row: {_first_line(exc)}")
+                        return
+                    half = len(rows) // 2
+                    await self._insert(feed, rows[:half], records[:half], where)
+                    await self._insert(feed, rows[half:], records[half:], where)
+                    return
+                self.stats.insert_errors += 1
+                log.warning("insert failed; retrying", extra={"table": feed.table, "retry_in_s": backoff,
+                                                              "error": _first_line(exc)})
+            if self._stopping.is_set():
+                raise Abandoned("stopped while ClickHouse was failing; the offsets stay uncommitted")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        headers = [*(record.headers or ()), ("wx-reason", reason.encode()), ("wx-stage", b"sink"),
+                   ("wx-source", f"{record.topic}:{record.partition}:{record.offset}".encode())]
+        await (await self.producer.send(f"{self.settings.topic_prefix}.{DLQ.suffix}", record.value or b"",
+                                        key=record.key, headers=headers))
+        self.stats.dead_letters += 1
+        log.warning("record set aside to the dead-letter topic",
+                    extra={"source": f"{record.topic}:{record.partition}:{record.offset}", "reason": reason})
+
+    def lag(self) -> dict[str, int]:
+        """Records not yet committed, per topic-partition (from the consumer's view of the high-water marks)."""
+        behind = {}
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                done = self.stats.committed.get(tp, self._started_at.get(tp, highwater))
+                behind[f"{tp.topic}:{tp.partition}"] = max(0, highwater - done)
+        return behind
+
+    @property
+    def clickhouse_display(self) -> str:
+        return parse_dsn(self.settings.clickhouse_dsn).display
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.consumer.stop()
+        await self.producer.stop()
+        if self._owns_clickhouse:
+            await self.clickhouse.close()
+
+
+# ClickHouse error codes that mean "this data cannot go into this table", as opposed to the server being
+# unavailable, overloaded or misconfigured (retried: the rows are fine)
+DATA_ERROR_CODES = frozenset({6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 377, 457})
+
+
+def refused_for_data(exc: BaseException) -> bool:
+    """A refusal that no retry can fix: a data error code from ClickHouse, or the client failing to encode a
+    value (an overflow, a wrong type). Connection and server-side trouble is not."""
+    if isinstance(exc, OperationalError):
+        return False
+    if isinstance(exc, DataError):  # the client could not encode a value for its column
+        return True
+    if isinstance(exc, DatabaseError):
+        match = re.search(r"Code: (\d+)", str(exc))
+        return bool(match) and int(match.group(1)) in DATA_ERROR_CODES
+    return isinstance(exc, (ValueError, TypeError, OverflowError, struct.error, UnicodeError))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def run(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM; then flush and commit what is buffered, and stop."""
+    import signal
+
+    from sinks.sink_ops import serve_sink_ops
+
+    async def main() -> None:
+        sink = Sink(settings)
+        await sink.start()
+        ops, url = await serve_sink_ops(sink, settings.sink_host, settings.sink_port)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, sink.stop)
+        print(f"sink writing {', '.join(sink.feeds)} into {DATABASE} at {sink.clickhouse_display}; "
+              f"health and metrics on {url}", flush=True)
+        try:
+            await sink.run()
+        finally:
+            await ops.cleanup()
+            await sink.close()
+            rows = ", ".join(f"{n} {t}" for t, n in sorted(sink.stats.rows.items())) or "no rows"
+            print(f"sink stopped: {rows}; {sink.stats.dead_letters} dead letters", flush=True)
+
+    asyncio.run(main())

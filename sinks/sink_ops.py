@@ -1,0 +1,46 @@
+"""The sink's Prometheus metrics (read at scrape time) and readiness, on WXARCHIVE_SINK_PORT."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from wxarchive.ops_server import serve_ops
+
+if TYPE_CHECKING:
+    from sinks.sink import Sink
+
+
+class SinkCollector(Collector):
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        s = self.sink.stats
+        rows = CounterMetricFamily("wxarchive_sink_rows", "Rows inserted, per table.", labels=["table"])
+        for table, n in sorted(s.rows.items()):
+            rows.add_metric([table], n)
+        yield rows
+        yield CounterMetricFamily("wxarchive_sink_inserts", "Blocks inserted.", value=s.inserts)
+        yield CounterMetricFamily("wxarchive_sink_insert_errors", "Failed insert attempts (each is retried).",
+                                  value=s.insert_errors)
+        yield CounterMetricFamily("wxarchive_sink_dead_letters", "Records set aside to the dead-letter topic.",
+                                  value=s.dead_letters)
+        yield CounterMetricFamily("wxarchive_sink_commits", "Offset commits after successful inserts.", value=s.commits)
+        yield GaugeMetricFamily("wxarchive_sink_last_flush_seconds", "Time the last flush (inserts) took.",
+                                value=s.last_insert_s)
+        yield GaugeMetricFamily("wxarchive_sink_buffered_rows", "Rows waiting for the next insert.",
+                                value=self.sink.buffered)
+        lag = GaugeMetricFamily("wxarchive_sink_lag", "Records not yet committed, per topic partition.",
+                                labels=["partition"])
+        for where, behind in sorted(self.sink.lag().items()):
+            lag.add_metric([where], behind)
+        yield lag
+
+
+async def serve_sink_ops(sink: Sink, host: str, port: int) -> tuple[web.AppRunner, str]:
+    return await serve_ops(SinkCollector(sink), lambda: (sink.ready, {"lag": sink.lag()}), host, port)

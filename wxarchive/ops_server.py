@@ -1,0 +1,38 @@
+"""/healthz, /readyz and /metrics for a long-running component, on its own small HTTP port.
+
+Metrics come from a custom collector read at scrape time, so the component's hot path pays nothing for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.registry import Collector
+
+from wxarchive.http_server import serve_app
+
+
+async def serve_ops(collector: Collector, readiness: Callable[[], tuple[bool, dict[str, Any]]], host: str, port: int
+                    ) -> tuple[web.AppRunner, str]:
+    """`readiness()` gives (ready, details); /readyz answers 200 or 503 with the details."""
+    registry = CollectorRegistry()
+    registry.register(collector)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"alive": True})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready, details = readiness()
+        return web.json_response({"ready": ready, **details}, status=200 if ready else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), content_type="text/plain", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return await serve_app(app, host, port)
