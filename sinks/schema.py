@@ -64,7 +64,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             sender_alias String,
             receiver String,
             is_self Bool,
-            time DateTime64(3, '{_TZ}'),
+            time DateTime64(3, '{_TZ}') DEFAULT fromUnixTimestamp64Milli(coalesce(time_ms, received_ms), '{_TZ}'),
             text String,
             title String,
             description String,
@@ -77,10 +77,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             extra Map(String, String),
             enriched UInt8,
             moderation_hits UInt16,
-            received_at DateTime64(3, '{_TZ}'),
-            source_partition UInt32,
-            source_offset UInt64,
+            received_at DateTime64(3, '{_TZ}') DEFAULT fromUnixTimestamp64Milli(received_ms, '{_TZ}'),
+            source_partition UInt32 DEFAULT tupleElement(source, 'partition'),
+            source_offset UInt64 DEFAULT tupleElement(source, 'offset'),
             archived_at DateTime64(3, '{_TZ}') DEFAULT now64(3),
+            time_ms Nullable(Int64) EPHEMERAL,
+            received_ms Int64 EPHEMERAL,
+            source Tuple(partition UInt32, offset UInt64) EPHEMERAL,
+            CONSTRAINT identified CHECK account != '' AND identity != '' AND type_code != '',
             content String MATERIALIZED arrayStringConcat(arrayDistinct(arrayFilter(x -> x != '', [text, title, description, file_name, quoted_text])), '\\n'),
             INDEX content_text content TYPE text(tokenizer = ngrams(2)) GRANULARITY 1,
             INDEX conversation_bloom conversation TYPE bloom_filter GRANULARITY 4
@@ -144,7 +148,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             sender String,
             identity String,
             new_msg_id Nullable(UInt64),
-            time DateTime64(3, '{_TZ}'),
+            time DateTime64(3, '{_TZ}') DEFAULT fromUnixTimestamp64Milli(coalesce(time_ms, 0), '{_TZ}'),
+            time_ms Nullable(Int64) EPHEMERAL,
             word String,
             category LowCardinality(String),
             severity LowCardinality(String),
@@ -153,7 +158,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             start UInt32,
             end UInt32,
             matched String,
-            snippet String
+            snippet String,
+            CONSTRAINT identified CHECK account != '' AND identity != '' AND word != ''
         ) ENGINE = ReplacingMergeTree
         PARTITION BY toYYYYMM(time)
         ORDER BY (account, identity, field, start, word)
@@ -166,11 +172,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             type_name LowCardinality(String),
             conversation String,
             sender String,
-            time DateTime64(3, '{_TZ}'),
+            time DateTime64(3, '{_TZ}') DEFAULT fromUnixTimestamp64Milli(coalesce(time_ms, received_ms), '{_TZ}'),
             text String,
             extra Map(String, String),
-            received_at DateTime64(3, '{_TZ}'),
-            body String
+            received_at DateTime64(3, '{_TZ}') DEFAULT fromUnixTimestamp64Milli(received_ms, '{_TZ}'),
+            body String DEFAULT raw,
+            time_ms Nullable(Int64) EPHEMERAL,
+            received_ms Int64 EPHEMERAL,
+            raw String EPHEMERAL,
+            CONSTRAINT identified CHECK account != '' AND identity != '' AND type_code != ''
         ) ENGINE = ReplacingMergeTree
         PARTITION BY toYYYYMM(time)
         ORDER BY (account, identity)

@@ -2,8 +2,8 @@
 
 One consumer group reads PREFIX.raw, .messages, .events, .moderation, .contacts and .dlq and buffers rows per
 topic-partition. When the buffer holds `WXARCHIVE_SINK_BATCH_ROWS` rows or its oldest row is
-`WXARCHIVE_SINK_BATCH_SECONDS` old, each partition's rows are inserted as one block carrying a deterministic
-deduplication token (`topic:partition:first-last` offsets), and only after every insert succeeded are the
+`WXARCHIVE_SINK_BATCH_SECONDS` old, each topic's rows are inserted as one block carrying a deterministic
+deduplication token (`topic:partition:first-last,…` offsets), and only after every insert succeeded are the
 offsets committed. So a crash between insert and commit re-reads the same records: the repeated block is
 dropped by its token, and any copy that still lands (different batch boundaries after a restart, a
 duplicate message from upstream) is collapsed by the table's ReplacingMergeTree key, which the `v_*`
@@ -53,13 +53,14 @@ class SinkStats:
     dead_letters: int = 0
     commits: int = 0
     last_insert_s: float = 0.0
+    insert_seconds: float = 0.0
     committed: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 @dataclass
 class _Pending:
     feed: TableFeed
-    rows: list[list[Any]] = field(default_factory=list)
+    rows: list[Any] = field(default_factory=list)  # row lists, or JSON lines (bytes)
     records: list[ConsumerRecord] = field(default_factory=list)  # the record behind each row, for the DLQ
     last_offset: int = -1
 
@@ -71,8 +72,11 @@ class Sink:
         self._owns_clickhouse = clickhouse is None
         self.feeds = {f"{settings.topic_prefix}.{feed.suffix}": feed for feed in FEEDS}
         self.group = f"{settings.topic_prefix}-sink"
+        # a batch of rows is ~15 MB of worker records: fetch in large pieces so a batch is one or two round trips
         self.consumer = manual_commit_consumer(settings.kafka_bootstrap, self.group, *self.feeds,
-                                               max_poll_records=settings.sink_batch_rows)
+                                               max_poll_records=settings.sink_batch_rows,
+                                               max_partition_fetch_bytes=16 * 1024 * 1024,
+                                               fetch_max_bytes=64 * 1024 * 1024)
         self.producer = durable_producer(settings.kafka_bootstrap)
         self.stats = SinkStats()
         self.pending: dict[TopicPartition, _Pending] = {}
@@ -81,6 +85,8 @@ class Sink:
         self.ready = False
         self._stopping = asyncio.Event()
         self._started_at: dict[TopicPartition, int] = {}
+        self._in_flight: asyncio.Task[None] | None = None
+        self._in_flight_rows = 0
 
     async def start(self) -> None:
         await ensure_topics(self.settings, RAW, MESSAGES, EVENTS, MODERATION, CONTACTS, DLQ)
@@ -94,20 +100,26 @@ class Sink:
         self.ready = True
 
     async def run(self) -> None:
-        """Consume, buffer and flush until stop(); a clean stop flushes and commits what it holds."""
+        """Consume, buffer and flush until stop(); a clean stop flushes and commits what it holds.
+        One flush is in flight while the next batch is read, so Kafka's fetches overlap ClickHouse's inserts."""
         batch_s = self.settings.sink_batch_seconds
-        while not self._stopping.is_set():
-            batches = await self.consumer.getmany(timeout_ms=int(min(batch_s, 0.2) * 1000),
-                                                  max_records=self.settings.sink_batch_rows)
-            for tp, records in batches.items():
-                await self._buffer(tp, records)
-            due = self.oldest is not None and time.monotonic() - self.oldest >= batch_s
-            if self.buffered >= self.settings.sink_batch_rows or due:
-                await self.flush()
         try:
+            while not self._stopping.is_set():
+                batches = await self.consumer.getmany(timeout_ms=int(min(batch_s, 0.2) * 1000),
+                                                      max_records=self.settings.sink_batch_rows)
+                for tp, records in batches.items():
+                    await self._buffer(tp, records)
+                due = self.oldest is not None and time.monotonic() - self.oldest >= batch_s
+                if self.buffered >= self.settings.sink_batch_rows or due:
+                    await self._start_flush()
             await self.flush()
         except Abandoned as exc:
             log.warning(str(exc))
+
+    @property
+    def unflushed(self) -> int:
+        """Rows read but not yet inserted and committed."""
+        return self.buffered + self._in_flight_rows
 
     async def _buffer(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         pending = self.pending.get(tp)
@@ -115,13 +127,17 @@ class Sink:
             pending = self.pending[tp] = _Pending(self.feeds[tp.topic])
         if records:
             self._started_at.setdefault(tp, records[0].offset)
+        convert = pending.feed.row
         for record in records:
             pending.last_offset = record.offset
-            try:
-                row = pending.feed.row(record)
-            except RowError as exc:
-                await self._dead_letter(record, str(exc))
-                continue
+            if convert is None:  # JSON lines: ClickHouse parses them
+                row = record.value
+            else:
+                try:
+                    row = convert(record)
+                except RowError as exc:
+                    await self._dead_letter(record, str(exc))
+                    continue
             if row is not None:
                 pending.rows.append(row)
                 pending.records.append(record)
@@ -130,34 +146,60 @@ class Sink:
             self.oldest = time.monotonic()
 
     async def flush(self) -> None:
-        """Insert every partition's rows, then commit their offsets (never before)."""
+        """Insert and commit everything read so far."""
+        await self._start_flush()
+        await self._await_flush()
+
+    async def _start_flush(self) -> None:
+        """Wait for the flush in flight (so commits stay in order), then hand the buffer to a new one."""
+        await self._await_flush()
         if not self.pending:
             return
+        batch, self.pending = self.pending, {}
+        self._in_flight_rows, self.buffered, self.oldest = self.buffered, 0, None
+        self._in_flight = asyncio.create_task(self._flush(batch))
+
+    async def _await_flush(self) -> None:
+        if self._in_flight is not None:
+            task, self._in_flight = self._in_flight, None
+            await task
+
+    async def _flush(self, batch: dict[TopicPartition, _Pending]) -> None:
+        """Insert one block per table, then commit the batch's offsets (never before)."""
         started = time.perf_counter()
         offsets = {}
-        for tp, pending in self.pending.items():
-            if pending.rows:
-                await self._insert(pending.feed, pending.rows, pending.records, f"{tp.topic}:{tp.partition}")
-            offsets[tp] = pending.last_offset + 1
+        by_topic: dict[str, list[_Pending]] = {}
+        for tp in sorted(batch, key=lambda tp: (tp.topic, tp.partition)):
+            by_topic.setdefault(tp.topic, []).append(batch[tp])
+            offsets[tp] = batch[tp].last_offset + 1
+        for parts in by_topic.values():  # one block per table: fewer, larger parts for ClickHouse to merge
+            rows = [row for part in parts for row in part.rows]
+            if rows:
+                await self._insert(parts[0].feed, rows, [record for part in parts for record in part.records])
         await self.consumer.commit(offsets)
+        self._in_flight_rows = 0
         self.stats.commits += 1
         self.stats.committed.update(offsets)
         self.stats.last_insert_s = time.perf_counter() - started
-        self.pending.clear()
-        self.buffered = 0
-        self.oldest = None
 
-    async def _insert(self, feed: TableFeed, rows: list[list[Any]], records: list[ConsumerRecord], where: str) -> None:
+    async def _insert(self, feed: TableFeed, rows: list[Any], records: list[ConsumerRecord]) -> None:
         """Insert until it succeeds; a block refused for its data is split until the bad record is found.
         The token names the offsets, so the same records inserted again are the same block to ClickHouse."""
-        token = f"{where}:{records[0].offset}-{records[-1].offset}"
+        token = block_token(records)
         backoff = 0.5
         while True:
+            settings = {"insert_deduplicate": 1, "insert_deduplication_token": token}
+            client = self.clickhouse.client
+            began = time.perf_counter()
             try:
-                await self.clickhouse._run(
-                    self.clickhouse.client.insert, f"{DATABASE}.{feed.table}", rows, column_names=feed.columns,
-                    settings={"insert_deduplicate": 1, "insert_deduplication_token": token})
+                if feed.row is None:
+                    await self.clickhouse._run(client.raw_insert, f"{DATABASE}.{feed.table}", feed.columns,
+                                               b"\n".join(rows), settings=settings, fmt="JSONEachRow")
+                else:
+                    await self.clickhouse._run(client.insert, f"{DATABASE}.{feed.table}", rows,
+                                               column_names=feed.columns, settings=settings)
                 self.stats.inserts += 1
+                self.stats.insert_seconds += time.perf_counter() - began
                 self.stats.rows[feed.table] = self.stats.rows.get(feed.table, 0) + len(rows)
                 return
             except Exception as exc:  # noqa: BLE001 - classified below; nothing is dropped on the way
@@ -166,8 +208,8 @@ class Sink:
                         await self._dead_letter(records[0], f"ClickHouse refused the row: {_first_line(exc)}")
                         return
                     half = len(rows) // 2
-                    await self._insert(feed, rows[:half], records[:half], where)
-                    await self._insert(feed, rows[half:], records[half:], where)
+                    await self._insert(feed, rows[:half], records[:half])
+                    await self._insert(feed, rows[half:], records[half:])
                     return
                 self.stats.insert_errors += 1
                 log.warning("insert failed; retrying", extra={"table": feed.table, "retry_in_s": backoff,
@@ -211,9 +253,18 @@ class Sink:
             await self.clickhouse.close()
 
 
+def block_token(records: list[ConsumerRecord]) -> str:
+    """`topic:partition:first-last,…` for the records of a block: the same records give the same token."""
+    ranges: dict[int, list[int]] = {}
+    for record in records:
+        span = ranges.setdefault(record.partition, [record.offset, record.offset])
+        span[0], span[1] = min(span[0], record.offset), max(span[1], record.offset)
+    return records[0].topic + ":" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+
+
 # ClickHouse error codes that mean "this data cannot go into this table", as opposed to the server being
 # unavailable, overloaded or misconfigured (retried: the rows are fine)
-DATA_ERROR_CODES = frozenset({6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 377, 457})
+DATA_ERROR_CODES = frozenset({6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 377, 457, 467, 469})
 
 
 def refused_for_data(exc: BaseException) -> bool:

@@ -26,6 +26,8 @@ class SinkCollector(Collector):
             rows.add_metric([table], n)
         yield rows
         yield CounterMetricFamily("wxarchive_sink_inserts", "Blocks inserted.", value=s.inserts)
+        yield CounterMetricFamily("wxarchive_sink_insert_seconds", "Time spent in successful inserts.",
+                                  value=s.insert_seconds)
         yield CounterMetricFamily("wxarchive_sink_insert_errors", "Failed insert attempts (each is retried).",
                                   value=s.insert_errors)
         yield CounterMetricFamily("wxarchive_sink_dead_letters", "Records set aside to the dead-letter topic.",
@@ -33,8 +35,8 @@ class SinkCollector(Collector):
         yield CounterMetricFamily("wxarchive_sink_commits", "Offset commits after successful inserts.", value=s.commits)
         yield GaugeMetricFamily("wxarchive_sink_last_flush_seconds", "Time the last flush (inserts) took.",
                                 value=s.last_insert_s)
-        yield GaugeMetricFamily("wxarchive_sink_buffered_rows", "Rows waiting for the next insert.",
-                                value=self.sink.buffered)
+        yield GaugeMetricFamily("wxarchive_sink_unflushed_rows", "Rows read but not yet inserted and committed.",
+                                value=self.sink.unflushed)
         lag = GaugeMetricFamily("wxarchive_sink_lag", "Records not yet committed, per topic partition.",
                                 labels=["partition"])
         for where, behind in sorted(self.sink.lag().items()):

@@ -7,11 +7,15 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sinks.rows import MESSAGE_COLUMNS
 from sinks.schema import MIGRATIONS, migrate, schema_fingerprint
 
 DOCS = Path(__file__).parents[2] / "docs" / "clickhouse.md"
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
+MESSAGE_COLUMNS = ("account", "identity", "new_msg_id", "msg_id", "platform_account", "w_id", "type_code", "type_name",
+                   "native_type", "is_group", "conversation", "conversation_name", "sender", "sender_name",
+                   "sender_remark", "sender_alias", "receiver", "is_self", "time", "text", "title", "description", "url",
+                   "file_name", "quoted_new_msg_id", "quoted_text", "recalled_new_msg_id", "at_list", "extra",
+                   "enriched", "moderation_hits", "received_at", "source_partition", "source_offset")
 
 
 def message(identity: int, text: str, *, seconds: int = 0, recalls: int | None = None, enriched: int = 1,

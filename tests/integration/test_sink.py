@@ -130,7 +130,8 @@ def _message_doc(account: str, n: int, **changes: object) -> bytes:
 def test_refusals_keep_offsets_and_poison_records_go_to_the_dlq(settings: Settings, topic_name, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     s = sink_settings(settings, topic_name, tmp_path)
     good = [_message_doc("wxid_acc", n) for n in range(50)]
-    unencodable = _message_doc("wxid_acc", 50, native_type=2**40)  # no Int32 holds it: found only at insert
+    not_a_bool = _message_doc("wxid_acc", 50, is_group="maybe")
+    no_identity = _message_doc("wxid_acc", 51, identity="")  # refused by the table's CHECK constraint
 
     async def scenario() -> None:
         sink = Sink(s)
@@ -138,21 +139,22 @@ def test_refusals_keep_offsets_and_poison_records_go_to_the_dlq(settings: Settin
         await sink.clickhouse.command("DETACH TABLE wxarchive.messages")  # ClickHouse refuses every insert
         task = asyncio.create_task(sink.run())
         try:
-            await publish(s, MESSAGES, [*good[:25], b"{not json", unencodable, *good[25:]])
+            await publish(s, MESSAGES, [*good[:25], b"{not json", not_a_bool, *good[25:], no_identity])
             await until(lambda: _true(sink.stats.insert_errors >= 2), timeout=30)
             assert not any(tp.topic == MESSAGES.name(s) for tp in sink.stats.committed)  # offsets kept
             await sink.clickhouse.command("ATTACH TABLE wxarchive.messages")
-            await until(lambda: _true(sink.stats.dead_letters == 2 and sink.buffered == 0), timeout=60)
+            await until(lambda: _true(sink.stats.dead_letters == 3 and sink.unflushed == 0), timeout=60)
             assert await scalar(sink, "SELECT count() FROM wxarchive.v_messages") == 50
         finally:
             sink.stop()
             await task
             await sink.close()
         dead = await read_topic(s.kafka_bootstrap, DLQ.name(s))
-        reasons = sorted(dict(r.headers)["wx-reason"].decode() for r in dead)
+        reasons = {r.value: dict(r.headers)["wx-reason"].decode() for r in dead}
         assert all(dict(r.headers)["wx-stage"] == b"sink" for r in dead)
-        assert reasons[0].startswith("ClickHouse refused the row") and reasons[1].startswith("not JSON")
-        assert {r.value for r in dead} == {b"{not json", unencodable}
+        assert set(reasons) == {b"{not json", not_a_bool, no_identity}
+        assert "Cannot parse JSON" in reasons[b"{not json"] and "Invalid boolean" in reasons[not_a_bool]
+        assert "Constraint `identified`" in reasons[no_identity]
 
     asyncio.run(scenario())
 
@@ -194,7 +196,7 @@ def test_a_sink_killed_between_insert_and_commit_leaves_no_duplicates_or_gaps(se
         assert inserted_before > 0  # the killed sink did insert; its offsets were never committed
         task = asyncio.create_task(sink.run())
         try:
-            await until(lambda: _true(sink.stats.commits > 0 and sink.buffered == 0 and not any(sink.lag().values())),
+            await until(lambda: _true(sink.stats.commits > 0 and sink.unflushed == 0 and not any(sink.lag().values())),
                         timeout=60)
             assert await scalar(sink, "SELECT count() FROM wxarchive.v_messages") == len(docs)  # no gaps
             assert await scalar(sink, "SELECT uniqExact(account, identity) FROM wxarchive.v_messages") == len(docs)

@@ -6,7 +6,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
-from sinks.rows import FEEDS, RowError, contact_row, hit_row, message_row
+from sinks.rows import FEEDS, RAW_COLUMNS, RowError, contact_row, raw_row
 from sinks.sink import refused_for_data
 
 
@@ -14,34 +14,33 @@ def record(value: bytes | None, topic: str = "p.messages", headers: tuple = ()) 
     return ConsumerRecord(topic, 0, 7, 1_700_000_000_000, 0, b"k", value, None, len(value or b""), 0, list(headers))
 
 
-GOOD_MESSAGE = (b'{"account":"wxid_a","identity":"5","new_msg_id":5,"type_code":"60001","type_name":"text",'
-                b'"is_group":false,"time_ms":1700000000000,"text":"hi","enriched":true,"received_ms":1700000000001,'
-                b'"source":{"partition":1,"offset":9}}')
+def test_raw_callbacks_keep_the_body_and_the_edge_headers() -> None:
+    row = raw_row(record(b'{"wcId":"a"}', topic="p.raw", headers=(("wx-received-at", b"1700000000123"),)))
+    values = dict(zip(RAW_COLUMNS, row))
+    assert values["body"] == b'{"wcId":"a"}' and values["offset"] == 7
+    assert values["received_at"].timestamp() == 1700000000.123 and values["headers"] == {"wx-received-at": "1700000000123"}
 
 
-def test_a_message_record_becomes_a_row_with_every_column() -> None:
-    feed = next(f for f in FEEDS if f.table == "messages")
-    row = message_row(record(GOOD_MESSAGE))
-    assert len(row) == len(feed.columns)
-    values = dict(zip(feed.columns, row))
-    assert (values["account"], values["new_msg_id"], values["enriched"], values["source_offset"]) == ("wxid_a", 5, 1, 9)
+def test_worker_records_go_in_as_json_lines_whose_keys_are_columns() -> None:
+    """Every key the worker writes that the table stores is in the feed's column list."""
+    feeds = {f.table: f for f in FEEDS}
+    assert feeds["messages"].row is None and {"account", "identity", "time_ms", "source", "enriched"} <= set(
+        feeds["messages"].columns)
+    assert feeds["account_events"].row is None and "raw" in feeds["account_events"].columns
 
 
 @pytest.mark.parametrize("value, reason", [
     (b"{not json", "not JSON"),
     (b"[1, 2]", "not a JSON object"),
-    (b'{"identity":"5"}', "missing or bad field"),
-    (GOOD_MESSAGE.replace(b'"new_msg_id":5', b'"new_msg_id":5.5'), "new_msg_id is not an exact integer"),
-    (GOOD_MESSAGE.replace(b'"new_msg_id":5', b'"new_msg_id":"x"'), "new_msg_id must be an integer"),
+    (b'{"account":"a"}', "contact record missing or bad field"),
+    (b'{"account":"a","userName":"b","sex":"x"}', "contact record missing or bad field"),
 ])
-def test_a_message_record_that_cannot_become_a_row_says_why(value: bytes, reason: str) -> None:
+def test_a_contact_record_that_cannot_become_a_row_says_why(value: bytes, reason: str) -> None:
     with pytest.raises(RowError, match=reason):
-        message_row(record(value))
+        contact_row(record(value, topic="p.contacts"))
 
 
-def test_hits_and_contacts_refuse_missing_fields_and_tombstones_are_skipped() -> None:
-    with pytest.raises(RowError, match="moderation record"):
-        hit_row(record(b'{"account":"a","identity":"1"}'))
+def test_tombstones_on_the_contacts_topic_are_skipped() -> None:
     with pytest.raises(RowError, match="contact record"):
         contact_row(record(b'{"account":"a"}', topic="p.contacts"))
     assert contact_row(record(None, topic="p.contacts")) is None
