@@ -78,7 +78,10 @@ class Enricher:
         doc = orjson.loads(value)
         self.cache[key.decode()] = (Contact.parse(doc), int(doc.get("fetched_ms", 0)))
 
-    async def enrich(self, messages: list[ArchiveMessage]) -> list[Names]:
+    async def enrich(self, messages: list[ArchiveMessage], waited_s: float = 0.0) -> list[Names]:
+        """Names for each message. The bound counts from the oldest message's arrival at the edge (`waited_s`
+        ago): a worker that is behind does not wait again for messages that have waited already, so a cold
+        cache cannot slow the stream below what the lookups themselves cost."""
         if self.client is None:
             self.stats.not_enriched += len(messages)
             return [Names() for _ in messages]
@@ -99,7 +102,7 @@ class Enricher:
             lookups = [asyncio.ensure_future(self._lookup(account, ids)) for account, ids in wanted.items()
                        if account in self.w_ids]
             if lookups:
-                done, pending = await asyncio.wait(lookups, timeout=self.bound)
+                done, pending = await asyncio.wait(lookups, timeout=max(0.0, self.bound - waited_s))
                 if pending:
                     self.stats.timeouts += 1
                     for task in pending:  # keeps running: its answer fills the cache for later messages

@@ -75,8 +75,10 @@ async def running_edge(settings: Settings, insecure: bool = False) -> AsyncItera
         await asyncio.wait_for(task, 30)  # a shutdown that hangs fails here, not at the suite's timeout
 
 
-async def publish_raw(s: Settings, bodies: list[bytes]) -> None:
-    """Write callbacks to the raw topic keyed as the edge keys them (malformed ones keyed by nothing)."""
+async def publish_raw(s: Settings, bodies: list[bytes], received_ms: int | None = None) -> None:
+    """Write callbacks to the raw topic keyed and stamped as the edge does (malformed ones keyed by nothing);
+    the receive time is now unless given."""
+    stamp = str(received_ms or int(time.time() * 1000)).encode()
     await ensure_topics(s, RAW)
     producer = durable_producer(s.kafka_bootstrap)
     await producer.start()
@@ -86,7 +88,7 @@ async def publish_raw(s: Settings, bodies: list[bytes]) -> None:
                 key = parse_message(body, with_xml=False).kafka_key.encode()
             except PayloadError:
                 key = None
-            await producer.send(RAW.name(s), body, key=key, headers=[("wx-received-at", b"1700000000000")])
+            await producer.send(RAW.name(s), body, key=key, headers=[("wx-received-at", stamp)])
         await producer.flush()
     finally:
         await producer.stop()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from wxarchive.kafka_clients import durable_producer
 from wxarchive.net import free_ports
 from wxarchive.topics import DLQ, MESSAGES, Topic, ensure_topics
 
-RECEIVED_MS = 1700000000000  # what publish_raw stamps as the edge's receive time
+RECEIVED_MS = 1700000000000  # a receive time for records written straight to the worker's topics
 
 
 def sink_settings(settings: Settings, topic_name, tmp_path: Path, **changes: object) -> Settings:  # type: ignore[no-untyped-def]
@@ -66,7 +67,8 @@ def test_views_hold_exactly_the_simulated_archive(settings: Settings, topic_name
 
     async def scenario(fake, url: str) -> None:  # type: ignore[no-untyped-def]
         s = sink_settings(settings, topic_name, tmp_path, eyun_url=url, eyun_token="fake-eyun-token")
-        await publish_raw(s, bodies)
+        received_ms = int(time.time() * 1000)
+        await publish_raw(s, bodies, received_ms)
         await write_rules(s, [KeywordRule(w, c, sev) for w, c, sev in DEMO_KEYWORDS])
         worker, sink = Worker(s), Sink(s)
         await worker.start()
@@ -91,7 +93,7 @@ def test_views_hold_exactly_the_simulated_archive(settings: Settings, topic_name
             # last_messages against a brute-force computation over the same messages
             brute: dict[tuple[str, bool, str], list[int]] = defaultdict(list)
             for m in messages:
-                brute[(m.account, m.is_group, m.conversation)].append(m.time_ms or RECEIVED_MS)
+                brute[(m.account, m.is_group, m.conversation)].append(m.time_ms or received_ms)
             view = await rows(sink, "SELECT account, is_group, conversation, message_count, "
                                     "toUnixTimestamp64Milli(last_time) FROM wxarchive.v_last_messages")
             assert {(a, bool(g), c): (n, t) for a, g, c, n, t in view} == {

@@ -109,6 +109,28 @@ def test_a_slow_answer_still_fills_the_cache_for_later_messages() -> None:
     with_fake(scenario)
 
 
+def test_messages_that_already_waited_at_the_edge_are_not_held_again() -> None:
+    """A worker behind its input: the bound counts from the edge, so a backlog is not held a bound per batch."""
+    async def scenario(fake: FakeEyun, url: str) -> None:
+        fake.knobs.latency_ms = 600
+        d = fake.directory
+
+        async def publish(key: bytes, value: bytes) -> None:
+            pass
+
+        async with EyunClient(url, DEFAULT_TOKEN, timeout=5) as client:
+            enricher = Enricher(client, publish, bound=2.0, warm=False)
+            friends = d.accounts[0].friends
+            started = time.monotonic()
+            (late,) = await enricher.enrich([message(0, d, friends[0])], waited_s=1.9)
+            assert time.monotonic() - started < 0.3 and not late.enriched  # 0.1 s of its bound was left
+            started = time.monotonic()
+            (fresh,) = await enricher.enrich([message(0, d, friends[1])], waited_s=0.0)
+            assert 0.5 < time.monotonic() - started < 2.0 and fresh.enriched  # a fresh one waits for its answer
+
+    with_fake(scenario)
+
+
 def test_first_sight_of_an_account_warms_the_cache_from_its_address_list() -> None:
     async def scenario(fake: FakeEyun, url: str) -> None:
         d = fake.directory
