@@ -66,7 +66,7 @@ class Worker:
         self.topic_names = {t.suffix: t.name(settings) for t in (MESSAGES, EVENTS, MODERATION, DLQ, CONTACTS)}
         # outputs go through one durable aiokafka producer: a batch's sends are fired together and their
         # acknowledgements gathered once, cheaper than faust's per-message send machinery
-        self.producer = durable_producer(settings.kafka_bootstrap, linger_ms=0, max_batch_size=512 * 1024)
+        self.producer = durable_producer(settings.kafka_bootstrap, linger_ms=5, max_batch_size=512 * 1024)
         self.dedupe_topic = dedupe_changelog(settings)
         self.state = DedupeState(settings.worker_store, settings.data_dir.resolve() / "worker" / f"{settings.topic_prefix}-dedupe",
                                  self.dedupe_topic.name(settings), settings.kafka_bootstrap,
