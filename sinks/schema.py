@@ -12,6 +12,7 @@ argMax. docs/clickhouse.md documents every column.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
@@ -230,6 +231,41 @@ MIGRATIONS: tuple[Migration, ...] = (
             SELECT * FROM {DATABASE}.account_events FINAL""",
     )),
 )
+
+
+_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS wxarchive\.(\w+) \((.*)\) ENGINE = (\w+)(\([^)]*\))?(.*)$", re.S)
+_MV = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS wxarchive\.(\w+) TO wxarchive\.(\w+) AS(.*)$", re.S)
+# rows of one account live on one shard, so the engines' dedupe by (account, …) sees every copy of a row
+_SHARDING = {"raw_callbacks": "cityHash64(topic, partition)", "dead_letters": "partition"}
+
+
+def cluster_statements(cluster: str) -> list[str]:
+    """The migrations for a cluster: Replicated* engines on `NAME_local` tables (ZooKeeper/Keeper paths by
+    {shard} and {replica} macros), Distributed tables under the plain names sharded by account, and the
+    materialized views on the local tables. Generated, not applied: `wxarchive migrate --print --cluster C`."""
+    on = f" ON CLUSTER '{cluster}'"
+    out = []
+    for migration in MIGRATIONS:
+        for statement in migration.statements:
+            text = statement.strip()
+            table, view = _TABLE.match(text), _MV.match(text)
+            if table:
+                name, columns, engine, args, rest = table.groups()
+                inner = (args or "()")[1:-1]
+                path = f"'/clickhouse/tables/{{shard}}/{DATABASE}/{name}', '{{replica}}'"
+                replicated = f"Replicated{engine}({path}{', ' + inner if inner else ''})"
+                rest = rest.replace(f"SETTINGS {_DEDUPE}", "")  # replicated tables dedupe blocks by default
+                out.append(f"CREATE TABLE IF NOT EXISTS {DATABASE}.{name}_local{on} ({columns}) ENGINE = {replicated}{rest}")
+                key = _SHARDING.get(name, "cityHash64(account)")
+                out.append(f"CREATE TABLE IF NOT EXISTS {DATABASE}.{name}{on} AS {DATABASE}.{name}_local "
+                           f"ENGINE = Distributed('{cluster}', {DATABASE}, {name}_local, {key})")
+            elif view:
+                name, target, query = view.groups()
+                query = re.sub(r"FROM wxarchive\.(\w+)", r"FROM wxarchive.\1_local", query)
+                out.append(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.{name}{on} TO {DATABASE}.{target}_local AS{query}")
+            else:
+                out.append(re.sub(r"^(CREATE (?:DATABASE|VIEW) IF NOT EXISTS [\w.]+)", rf"\1{on}", text))
+    return out
 
 
 def migrate(client: Client) -> list[Migration]:

@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply the schema migrations not yet applied (recorded in wxarchive.schema_migrations). Running "
                     "it again changes nothing. The sink also does this when it starts.")
     migrate.add_argument("--print", action="store_true", dest="print_sql", help="print the SQL instead of running it")
+    migrate.add_argument("--cluster", metavar="NAME",
+                         help="with --print: the cluster variant (Replicated tables, Distributed tables, ON CLUSTER NAME)")
 
     kw = commands.add_parser("keywords", help="manage the sensitive-word list (workers pick changes up within seconds)",
                              description="The sensitive-word list lives on the compacted topic PREFIX.keywords. A fuzzy "
@@ -338,8 +340,14 @@ def _cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.clickhouse_client import open_client, parse_dsn
-    from sinks.schema import MIGRATIONS, migrate
+    from sinks.schema import MIGRATIONS, cluster_statements, migrate
 
+    if args.cluster and not args.print_sql:
+        raise ConfigError("migrate --cluster generates the cluster's SQL for review: use it with --print")
+    if args.print_sql and args.cluster:
+        for statement in cluster_statements(args.cluster):
+            print(statement + ";\n")
+        return 0
     if args.print_sql:
         for migration in MIGRATIONS:
             print(f"-- migration {migration.version}: {migration.name}")

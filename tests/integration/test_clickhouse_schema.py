@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sinks.schema import MIGRATIONS, migrate, schema_fingerprint
+from sinks.schema import MIGRATIONS, cluster_statements, migrate, schema_fingerprint
 
 DOCS = Path(__file__).parents[2] / "docs" / "clickhouse.md"
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
@@ -75,3 +75,18 @@ def test_every_sql_example_in_the_docs_runs(open_clickhouse: Callable[..., objec
     assert len(examples) >= 6
     for sql in examples:
         client.query(sql)  # type: ignore[attr-defined]
+
+
+def test_the_cluster_variant_parses_and_shards_every_table_by_its_identity(open_clickhouse: Callable[..., object]) -> None:
+    client = open_clickhouse()
+    statements = cluster_statements("archive")
+    for statement in statements:
+        client.query(f"EXPLAIN AST {statement}")  # type: ignore[attr-defined]  # ClickHouse's own parser
+    text = "\n".join(statements)
+    for table in ("raw_callbacks", "messages", "recalls", "last_messages", "contacts", "moderation_hits",
+                  "account_events", "dead_letters"):
+        assert f"CREATE TABLE IF NOT EXISTS wxarchive.{table}_local ON CLUSTER 'archive'" in text
+        assert f"ENGINE = Distributed('archive', wxarchive, {table}_local," in text
+    assert "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/wxarchive/messages', '{replica}', enriched)" in text
+    assert "TO wxarchive.last_messages_local AS" in text and "FROM wxarchive.messages_local" in text
+    assert all(" ON CLUSTER 'archive'" in s for s in statements)
