@@ -153,6 +153,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--cpus", default="0", help="cpus the measured processes may use (default 0; the broker is on 1)")
     parser.add_argument("--child", choices=["direct", "sink"], help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
@@ -168,9 +169,9 @@ def main() -> None:
         expected = asyncio.run(setup(settings, args.records))
         results = {}
         for mode in ("direct", "sink"):
-            out = subprocess.run(["taskset", "-c", "0", sys.executable, __file__, "--child", mode, "--bootstrap",
+            out = subprocess.run(["taskset", "-c", args.cpus, sys.executable, __file__, "--child", mode, "--bootstrap",
                                   broker.spec.bootstrap, "--data-dir", str(work), "--expected", str(expected)],
-                                 capture_output=True, text=True, check=True).stdout
+                                 stdout=subprocess.PIPE, text=True, check=True).stdout
             results[mode] = json.loads(out.strip().splitlines()[-1])
     finally:
         broker.stop()
