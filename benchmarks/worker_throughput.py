@@ -9,7 +9,7 @@ A third run measures faust's own ceiling on the same records: an agent of the wo
 Setup, on a local broker: simulated callbacks (10% duplicates) already on the raw topic, 10,000 sensitive
 words on the keywords topic, and every contact of the simulated directory on the contacts topic (cached
 enrichment: no getContact call is needed; a fake E云 answers the address-list warm-up). Then, each pinned
-to core 0 in its own process with the broker on core 1: the real worker (parse, dedupe table, enrichment
+to core 0 in its own process with the broker on core 1: the real worker (parse, dedupe state, enrichment
 from the cache, moderation, outputs acknowledged before commit), and a passthrough that consumes the raw
 topic and produces every record to another topic with the same durable producer settings. Each is timed
 from its first record to its last. Targets (issue 5): at least 50% of the passthrough, and at least
