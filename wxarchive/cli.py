@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also post simulated traffic to the edge, wait for the archive to catch up, print a report "
                          "read from ClickHouse, stop, and exit 0 only if the archive matches the simulator")
     up.add_argument("--count", type=_non_negative_int, default=2000, help="callbacks the demo posts (default 2000)")
-    up.add_argument("--seed", type=int, default=1, help="seed of the demo's traffic and of the fake E云's directory (default 1)")
+    up.add_argument("--seed", type=int,
+                    help="seed of the demo's traffic and of the fake E云's directory (default: a new one each run, "
+                         "printed, so a second demo on the same data is new traffic, not duplicates of the first)")
 
     kafka = commands.add_parser("kafka", help="manage the local Apache Kafka broker (embedded mode)",
                                 description="The local single-node Kafka broker, run from Maven Central jars. "
@@ -220,12 +222,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     import signal
+    import time
 
     from wxarchive.demo import run_demo, seed_keywords
     from wxarchive.stack import Stack
 
     async def main() -> int:
-        stack = Stack(settings, directory_seed=args.seed)
+        seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
+        stack = Stack(settings, directory_seed=seed)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -238,7 +242,7 @@ def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
                 return 0 if stack.healthy else 1
             if args.demo:
                 assert stack.sink is not None
-                return 0 if await run_demo(stack.sink, stack.edge_url, args.count, args.seed,
+                return 0 if await run_demo(stack.sink, stack.edge_url, args.count, seed,
                                            stack.directory_accounts) else 1
             print("Press Ctrl-C to stop.", flush=True)
             ended = await stack.wait(stop)

@@ -54,16 +54,25 @@ def test_up_uses_a_broker_that_is_already_running(bootstrap: str, tmp_path: Path
     assert f"kafka   ready  {bootstrap}  (existing broker" in done.stdout
 
 
-def test_up_demo_archives_what_the_simulator_sent(bootstrap: str, tmp_path: Path) -> None:
+def test_up_demo_archives_what_the_simulator_sent_and_can_run_again(bootstrap: str, tmp_path: Path) -> None:
     env = up_env(tmp_path, bootstrap)
-    done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--demo", "--count", "800", "--seed", "7"],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
-    for label in ("messages archived", "events archived", "duplicates dropped", "malformed rejected"):
-        line = next(ln for ln in out.splitlines() if ln.strip().startswith(label))
-        assert line.rstrip().endswith("ok"), line
-    assert "sample conversation" in out and "demo passed: the archive matches the simulator" in out
+
+    def demo(*extra: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--demo", "--count", "600", *extra],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        for label in ("messages archived", "events archived", "duplicates dropped", "malformed rejected"):
+            line = next(ln for ln in done.stdout.splitlines() if ln.strip().startswith(label))
+            assert line.rstrip().endswith("ok"), line
+        assert "sample conversation" in done.stdout and "demo passed: the archive matches the simulator" in done.stdout
+        return done.stdout
+
+    demo("--seed", "7")
+    second = demo()  # the same data directory and archive again: a new seed, counted on its own
+    assert "(seed 7)" not in second
+    again = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--demo", "--count", "600", "--seed", "7"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "a duplicate of an earlier run" in again.stdout, again.stdout  # and says why
     assert_all_stopped(env)
 
 
