@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "read from ClickHouse, stop, and exit 0 only if the archive matches the simulator")
     up.add_argument("--count", type=_non_negative_int, default=2000, help="callbacks the demo posts (default 2000)")
     up.add_argument("--seed", type=int,
-                    help="seed of the demo's traffic and of the fake E云's directory (default: a new one each run, "
-                         "printed, so a second demo on the same data is new traffic, not duplicates of the first)")
+                    help="seed of the demo's traffic and of the fake E云's directory (default: for a demo a new one "
+                         "each run, printed, so a second demo on the same data is new traffic; else 1, as simulate)")
 
     kafka = commands.add_parser("kafka", help="manage the local Apache Kafka broker (embedded mode)",
                                 description="The local single-node Kafka broker, run from Maven Central jars. "
@@ -228,7 +228,8 @@ def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from wxarchive.stack import Stack
 
     async def main() -> int:
-        seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
+        # without a demo the fake E云 knows the people of `wxarchive simulate`'s default seed, 1
+        seed = args.seed if args.seed is not None else (int(time.time()) % 1_000_000 if args.demo else 1)
         stack = Stack(settings, directory_seed=seed)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
