@@ -72,6 +72,7 @@ class Worker:
                                  self.dedupe_topic.name(settings), settings.kafka_bootstrap,
                                  settings.worker_dedupe_days * 24 * 3600 * 1000)
         app.on_partitions_revoked.connect(self._on_revoked)
+        self._stopping = False
         client = EyunClient(settings.eyun_url, settings.eyun_token) if settings.eyun_url else None
         if client is None:
             log.warning("no E云 API configured (WXARCHIVE_EYUN_URL): messages are archived without names")
@@ -150,7 +151,7 @@ class Worker:
     async def _follow_keywords(self) -> None:
         """Keep following every partition of the keywords topic (re-reading it from the start is harmless)."""
         topic = KEYWORDS.name(self.settings)
-        while True:
+        while not self._stopping:  # a flag as well as faust's cancel, which aiokafka's calls can swallow
             consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
             try:
                 await consumer.start()
@@ -158,7 +159,7 @@ class Worker:
                 tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
                 consumer.assign(tps)
                 await consumer.seek_to_beginning(*tps)
-                while True:
+                while not self._stopping:
                     batches = await consumer.getmany(*tps, timeout_ms=500)
                     for records in batches.values():
                         for record in records:
@@ -196,6 +197,7 @@ class Worker:
         await self.app.start()
 
     async def stop(self) -> None:
+        self._stopping = True
         await self.app.stop()
         await self.state.flush()
         await self.producer.stop()
