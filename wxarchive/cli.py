@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from wxarchive import __version__, logs
 from wxarchive.config import Settings, describe, env_name, flag_name
-from wxarchive.errors import ConfigError, PrerequisiteError, WxarchiveError
+from wxarchive.errors import ClickHouseError, ConfigError, PrerequisiteError, WxarchiveError
 from wxarchive.net import require_free_port
 
 if TYPE_CHECKING:
@@ -129,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--print", action="store_true", dest="print_sql", help="print the SQL instead of running it")
     migrate.add_argument("--cluster", metavar="NAME",
                          help="with --print: the cluster variant (Replicated tables, Distributed tables, ON CLUSTER NAME)")
+
+    sql = _leaf(commands, "sql", _cmd_sql, help="run a read-only SQL query against the archive and print the result",
+        description="Run one read-only query (SELECT, SHOW, DESCRIBE, EXPLAIN) against WXARCHIVE_CLICKHOUSE_DSN and "
+                    "print the result. The embedded engine has one owner: while `wxarchive up` or `wxarchive sink` "
+                    "holds the directory, stop it first (or point the DSN at a server).",
+        epilog="examples:\n  wxarchive sql \"SELECT count() FROM wxarchive.v_messages\"\n"
+               "  wxarchive sql --format CSVWithNames < query.sql > result.csv")
+    sql.add_argument("query", nargs="?", help="the query (default: read it from standard input)")
+    sql.add_argument("--format", default="PrettyCompactMonoBlock",
+                     help="any ClickHouse output format (default PrettyCompactMonoBlock; e.g. TSVWithNames, CSVWithNames, JSONEachRow)")
 
     kw = commands.add_parser("keywords", help="manage the sensitive-word list (workers pick changes up within seconds)",
                              description="The sensitive-word list lives on the compacted topic PREFIX.keywords. A fuzzy "
@@ -369,6 +379,24 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"applied {', '.join(f'{m.version} ({m.name})' for m in applied)} to {where}")
     else:
         print(f"{where} is up to date (migration {MIGRATIONS[-1].version})")
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.clickhouse_client import open_client
+
+    query = args.query if args.query is not None else sys.stdin.read()
+    if not query.strip():
+        raise ConfigError("sql: no query given (as an argument or on standard input)")
+    client = open_client(settings.clickhouse_dsn)
+    try:
+        result = client.raw_query(query.strip().rstrip(";"), fmt=args.format, settings={"readonly": 2})
+    except Exception as exc:  # clickhouse-connect's errors carry ClickHouse's message: show its first line
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClickHouseError(f"the query failed: {text}") from None
+    finally:
+        client.close()
+    sys.stdout.buffer.write(result)
     return 0
 
 
