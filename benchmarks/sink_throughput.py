@@ -8,6 +8,7 @@ and the schema migrated:
 - direct: the same records, already in memory, inserted with clickhouse-connect in blocks of 10,000 (the
   sink's default batch), once as JSONEachRow lines and once as Python row lists; the faster of the two is
   the baseline (the engine's own cost for these rows);
+- consume: the sink's Kafka consumer alone (same settings), reading the topic and nothing else;
 - sink: `Sink` consuming the topic, converting records to rows, inserting with deduplication tokens and
   committing offsets, timed from its start to the commit of the last record.
 Target (issue 6): the sink at least 80% of the direct rate.
@@ -113,6 +114,24 @@ async def run_direct(settings: Settings, expected: int) -> dict[str, float]:
             "native_seconds": native_seconds, "rows": count}
 
 
+async def run_consume(settings: Settings, expected: int) -> dict[str, float]:
+    """Only what the sink's consumer does (same settings, a fresh group): the Kafka side of its cost."""
+    from sinks.sink import sink_consumer
+    from wxarchive.topics import MESSAGES
+
+    consumer = sink_consumer(settings, "consume-only", MESSAGES.name(settings))
+    await consumer.start()
+    done, first = 0, 0.0
+    try:
+        while done < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=settings.sink_batch_rows)
+            first = first or (time.perf_counter() if batches else 0.0)
+            done += sum(len(records) for records in batches.values())
+        return {"seconds": time.perf_counter() - first, "rows": done}
+    finally:
+        await consumer.stop()
+
+
 async def run_sink(settings: Settings, expected: int) -> dict[str, float]:
     from sinks.sink import Sink
 
@@ -134,7 +153,7 @@ async def run_sink(settings: Settings, expected: int) -> dict[str, float]:
 
 def child(mode: str, bootstrap: str, data_dir: str, expected: int) -> None:
     settings = dataclasses.replace(bench_settings(bootstrap, data_dir), clickhouse_dsn=f"chdb://{data_dir}/ch-{mode}")
-    runner = run_direct if mode == "direct" else run_sink
+    runner = {"direct": run_direct, "consume": run_consume, "sink": run_sink}[mode]
     if os.environ.get("SINK_BENCH_PROFILE") and mode == "sink":
         import cProfile
         import pstats
@@ -154,7 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--cpus", default="0", help="cpus the measured processes may use (default 0; the broker is on 1)")
-    parser.add_argument("--child", choices=["direct", "sink"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["direct", "consume", "sink"], help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
@@ -168,7 +187,7 @@ def main() -> None:
         settings = bench_settings(broker.spec.bootstrap, str(work))
         expected = asyncio.run(setup(settings, args.records))
         results = {}
-        for mode in ("direct", "sink"):
+        for mode in ("direct", "consume", "sink"):
             out = subprocess.run(["taskset", "-c", args.cpus, sys.executable, __file__, "--child", mode, "--bootstrap",
                                   broker.spec.bootstrap, "--data-dir", str(work), "--expected", str(expected)],
                                  stdout=subprocess.PIPE, text=True, check=True).stdout
@@ -184,8 +203,13 @@ def main() -> None:
     for label, key in (("direct insert, JSONEachRow lines, blocks of 10,000", "json_seconds"),
                        ("direct insert, Python row lists, blocks of 10,000", "native_seconds")):
         print(f"{label:<58} {expected / direct[key]:>9,.0f} {direct[key]:>8.2f}")
+    consume = results["consume"]
+    print(f"{'consuming alone, the sink consumer settings (no insert)':<58} {expected / consume['seconds']:>9,.0f} "
+          f"{consume['seconds']:>8.2f}")
     print(f"{'sink: consume, convert, insert with tokens, commit':<58} {s_rate:>9,.0f} {sink['seconds']:>8.2f}")
     ratio = s_rate / d_rate
+    ceiling = direct["seconds"] / (direct["seconds"] + consume["seconds"])
+    print(f"on one core inserting and consuming add up: the ceiling is about {ceiling:.2f} of direct")
     print(f"ratio sink/direct: {ratio:.2f} (target >= 0.80: {'met' if ratio >= 0.8 else 'MISSED'}); "
           f"{sink['inserts']:.0f} inserts taking {sink['insert_seconds']:.2f}s of the sink's {sink['seconds']:.2f}s")
 

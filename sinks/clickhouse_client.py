@@ -102,11 +102,12 @@ class AsyncClickHouse:
         self._options = options
         self._client: Client | None = None
 
-    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run any blocking client call (insert, raw_insert, a migration) on the client's own thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
     async def open(self) -> AsyncClickHouse:
-        self._client = await self._run(open_client, self._dsn, **self._options)
+        self._client = await self.call(open_client, self._dsn, **self._options)
         return self
 
     @property
@@ -116,14 +117,14 @@ class AsyncClickHouse:
         return self._client
 
     async def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        result = await self._run(self.client.query, sql, parameters=parameters)
+        result = await self.call(self.client.query, sql, parameters=parameters)
         return list(result.result_rows)
 
     async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        return await self._run(self.client.command, sql, parameters=parameters)
+        return await self.call(self.client.command, sql, parameters=parameters)
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._run(self._client.close)
+            await self.call(self._client.close)
             self._client = None
         self._executor.shutdown(wait=True)

@@ -41,9 +41,9 @@ def _headers(record: ConsumerRecord) -> dict[str, str]:
 
 
 def raw_row(record: ConsumerRecord) -> list[Any]:
-    received = _headers(record).get("wx-received-at") or record.timestamp
-    return [record.topic, record.partition, record.offset, _ms(received), record.key or b"", record.value,
-            _headers(record)]
+    headers = _headers(record)
+    received = headers.get("wx-received-at") or record.timestamp
+    return [record.topic, record.partition, record.offset, _ms(received), record.key or b"", record.value, headers]
 
 
 # The worker's records are JSON objects whose keys are these columns (EPHEMERAL ones such as time_ms feed

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
@@ -53,7 +53,7 @@ class SinkStats:
     insert_errors: int = 0
     dead_letters: int = 0
     commits: int = 0
-    last_insert_s: float = 0.0
+    last_flush_s: float = 0.0
     insert_seconds: float = 0.0
     committed: dict[TopicPartition, int] = field(default_factory=dict)
 
@@ -66,6 +66,13 @@ class _Pending:
     last_offset: int = -1
 
 
+def sink_consumer(settings: Settings, group: str, *topics: str) -> AIOKafkaConsumer:
+    """A batch of rows is ~15 MB of worker records: fetch in large pieces so a batch is one or two round trips
+    (at aiokafka's default 1 MB per partition the sink mostly waited on fetches)."""
+    return manual_commit_consumer(settings.kafka_bootstrap, group, *topics, max_poll_records=settings.sink_batch_rows,
+                                  max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+
+
 class Sink:
     def __init__(self, settings: Settings, clickhouse: AsyncClickHouse | None = None) -> None:
         self.settings = settings
@@ -73,11 +80,7 @@ class Sink:
         self._owns_clickhouse = clickhouse is None
         self.feeds = {f"{settings.topic_prefix}.{feed.suffix}": feed for feed in FEEDS}
         self.group = f"{settings.topic_prefix}-sink"
-        # a batch of rows is ~15 MB of worker records: fetch in large pieces so a batch is one or two round trips
-        self.consumer = manual_commit_consumer(settings.kafka_bootstrap, self.group, *self.feeds,
-                                               max_poll_records=settings.sink_batch_rows,
-                                               max_partition_fetch_bytes=16 * 1024 * 1024,
-                                               fetch_max_bytes=64 * 1024 * 1024)
+        self.consumer = sink_consumer(settings, self.group, *self.feeds)
         self.producer = durable_producer(settings.kafka_bootstrap)
         self.stats = SinkStats()
         self.pending: dict[TopicPartition, _Pending] = {}
@@ -93,7 +96,7 @@ class Sink:
         await ensure_topics(self.settings, RAW, MESSAGES, EVENTS, MODERATION, CONTACTS, DLQ)
         if self._owns_clickhouse:
             await self.clickhouse.open()
-        applied = await self.clickhouse._run(migrate, self.clickhouse.client)
+        applied = await self.clickhouse.call(migrate, self.clickhouse.client)
         if applied:
             log.info("schema migrated", extra={"versions": [m.version for m in applied]})
         await self.producer.start()
@@ -188,7 +191,7 @@ class Sink:
             self.stats.committed.update(offsets)
         finally:
             self._in_flight_rows = 0
-        self.stats.last_insert_s = time.perf_counter() - started
+        self.stats.last_flush_s = time.perf_counter() - started
 
     async def _insert(self, feed: TableFeed, rows: list[Any], records: list[ConsumerRecord]) -> None:
         """Insert until it succeeds; a block refused for its data is split until the bad record is found.
@@ -201,10 +204,10 @@ class Sink:
             began = time.perf_counter()
             try:
                 if feed.row is None:
-                    await self.clickhouse._run(client.raw_insert, f"{DATABASE}.{feed.table}", feed.columns,
+                    await self.clickhouse.call(client.raw_insert, f"{DATABASE}.{feed.table}", feed.columns,
                                                b"\n".join(rows), settings=settings, fmt="JSONEachRow")
                 else:
-                    await self.clickhouse._run(client.insert, f"{DATABASE}.{feed.table}", rows,
+                    await self.clickhouse.call(client.insert, f"{DATABASE}.{feed.table}", rows,
                                                column_names=feed.columns, settings=settings)
                 self.stats.inserts += 1
                 self.stats.insert_seconds += time.perf_counter() - began

@@ -34,7 +34,7 @@ class SinkCollector(Collector):
                                   value=s.dead_letters)
         yield CounterMetricFamily("wxarchive_sink_commits", "Offset commits after successful inserts.", value=s.commits)
         yield GaugeMetricFamily("wxarchive_sink_last_flush_seconds", "Time the last flush (inserts) took.",
-                                value=s.last_insert_s)
+                                value=s.last_flush_s)
         yield GaugeMetricFamily("wxarchive_sink_unflushed_rows", "Rows read but not yet inserted and committed.",
                                 value=self.sink.unflushed)
         lag = GaugeMetricFamily("wxarchive_sink_lag", "Records not yet committed, per topic partition.",

@@ -65,7 +65,7 @@ class MemoryStore:
         self.applied = max(self.applied, offset)
 
     def expired(self, now_ms: int, horizon_ms: int, budget: int) -> list[bytes]:
-        """Walk on from where the last sweep stopped; a dict changed under the cursor starts it over."""
+        """Walk on from where the last sweep stopped, over a snapshot of the items taken when a pass begins."""
         found: list[bytes] = []
         try:
             if self._cursor is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import orjson
 
@@ -32,6 +33,11 @@ class RawRecord:
     headers: tuple[tuple[str, bytes], ...]
     partition: int
     offset: int
+
+    @cached_property
+    def received_ms(self) -> int:
+        """When the edge received it (its `wx-received-at` header), 0 if unknown; read once, used twice."""
+        return int(dict(self.headers).get("wx-received-at", b"0") or 0)
 
 
 @dataclass
@@ -101,8 +107,7 @@ def _archive_record(message: ArchiveMessage, record: RawRecord, names: Names, hi
     doc = message.to_dict()
     doc.update(sender_name=names.sender_name, sender_remark=names.sender_remark, sender_alias=names.sender_alias,
                conversation_name=names.conversation_name, enriched=names.enriched)
-    headers = dict(record.headers)
-    doc["received_ms"] = int(headers.get("wx-received-at", b"0") or 0)
+    doc["received_ms"] = record.received_ms
     doc["source"] = {"partition": record.partition, "offset": record.offset}
     doc["moderation_hits"] = hits
     return orjson.dumps(doc)

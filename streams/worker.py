@@ -127,8 +127,7 @@ class Worker:
 
     async def _process(self, records: list[RawRecord], now_ms: int) -> None:
         prepared = prepare_batch(records, lambda partition, key: self.state.is_duplicate(partition, key, now_ms))
-        received = [int(dict(record.headers).get("wx-received-at", b"0") or 0) for _, record in prepared.kept]
-        oldest = min((r for r in received if r), default=now_ms)
+        oldest = min((r.received_ms for _, r in prepared.kept if r.received_ms), default=now_ms)
         names = await self.enricher.enrich([message for message, _ in prepared.kept],
                                            waited_s=max(0.0, (now_ms - oldest) / 1000))
         out = finish_batch(prepared, names, self.keywords.matcher)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from deploy.kafka_broker import BrokerSpec, LocalKafka
 from sinks.sink import Sink
@@ -61,6 +62,7 @@ class Stack:
     edge_url: str = ""
     _broker: LocalKafka | None = None
     _fake_runner: object | None = None
+    _sink_ops: web.AppRunner | None = None
     _children: list[tuple[str, asyncio.subprocess.Process]] = field(default_factory=list)
     _sink_task: asyncio.Task[None] | None = None
 
@@ -207,7 +209,9 @@ class Stack:
             self.sink.stop()
             if self._sink_task is not None:
                 await self._sink_task
-            await self._sink_ops.cleanup()
+            if self._sink_ops is not None:
+                await self._sink_ops.cleanup()
+                self._sink_ops = None
             await self.sink.close()
             self.sink = None
         if self._fake_runner is not None:
