@@ -30,8 +30,8 @@ Every setting is a WXARCHIVE_* environment variable and a flag; `wxarchive confi
 
 EPILOG = """\
 examples:
-  wxarchive up                        start the local broker and the embedded ClickHouse, report health
-  wxarchive up --check                the same, then stop and exit 0 if everything was healthy
+  wxarchive up                        run the whole write path on this machine until Ctrl-C
+  wxarchive up --check                start it, report health, stop, and exit 0 if everything was healthy
   wxarchive kafka start --port 9192   start only the local broker, on another port
   WXARCHIVE_EDGE_SECRET=s3cret wxarchive edge --spool
                                       receive E云 callbacks on :8080/callback/s3cret
@@ -41,23 +41,38 @@ examples:
   wxarchive config                    print the effective configuration (secrets masked)"""
 
 
-def _config_flags() -> argparse.ArgumentParser:
+# The settings' help texts (wxarchive/config.py) are shared by every command, but a flag one of them names may
+# belong to one command only. Each other command's --help says instead what applies to it, so that no --help
+# offers a flag its command does not have: setting -> (command with the flag, sentence naming it, elsewhere).
+_ONE_COMMANDS_FLAG = {
+    "edge_secret": ("edge", "Required unless --insecure.",
+                    "Without one, `wxarchive edge` refuses to start unless run as `wxarchive edge --insecure` (local "
+                    "use), and `wxarchive up` runs its edge for loopback use only."),
+}
+
+
+def _setting_help(name: str, text: str, command: str) -> str:
+    owner, sentence, elsewhere = _ONE_COMMANDS_FLAG.get(name, (command, "", ""))
+    return text.replace(sentence, elsewhere) if command != owner and sentence else text
+
+
+def _config_flags(command: str) -> argparse.ArgumentParser:
+    """The configuration flags, as the help of `command` describes them."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("configuration (each flag overrides its WXARCHIVE_* variable)")
     for f in fields(Settings):
         group.add_argument(flag_name(f.name), dest=f"cfg_{f.name}", metavar=f.name.split("_")[-1].upper(),
-                           help=f"{f.metadata['help']} [{env_name(f.name)}]")
+                           help=f"{_setting_help(f.name, f.metadata['help'], command)} [{env_name(f.name)}]")
     return parent
 
 
 def build_parser() -> argparse.ArgumentParser:
-    config = _config_flags()
     formatter = argparse.RawDescriptionHelpFormatter
 
     def _leaf(group: Any, name: str, run: Callable[[argparse.Namespace, Settings], int], help: str,
               **details: str) -> argparse.ArgumentParser:
         """A runnable command: every one takes the configuration flags."""
-        command = group.add_parser(name, parents=[config], formatter_class=formatter, help=help, **details)
+        command = group.add_parser(name, parents=[_config_flags(name)], formatter_class=formatter, help=help, **details)
         command.set_defaults(run=run)
         return command
 
