@@ -4,7 +4,9 @@ Both go through clickhouse-connect, so the same SQL and the same client API serv
 cluster. chdb's rules, verified with chdb 4.4 / engine 26.9 (see docs/local-stack.md):
 - One OS process per data path. A second process fails with an opaque "Error initializing
   EmbeddedServer"; we name the owner (its pid is in PATH/status) because in embedded mode the sink
-  process is the one owner and everything else must read through it (DESIGN invariant 5).
+  process is the one owner and everything else must read through it (DESIGN invariant 5). The engine
+  also prints its own "Code: 76 … Cannot lock file" line straight to file descriptor 2 from C++; the
+  open holds fd 2 back so that a user sees only our one-line explanation.
 - One path per process: a different path opens only after every client of the first one is closed.
 - No async client: AsyncClickHouse runs the sync client on one dedicated thread (a client serializes its
   calls anyway; use one client per thread for parallel queries).
@@ -14,6 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import sys
+import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +64,47 @@ def open_client(dsn: str, **options: Any) -> Client:
     if target.path is not None:
         target.path.mkdir(parents=True, exist_ok=True)
     try:
+        if target.embedded:
+            return _open_engine_quietly(target.dsn, options)
         return clickhouse_connect.get_client(dsn=target.dsn, **options)
     except Exception as exc:  # clickhouse-connect raises several unrelated types for "cannot open"
         raise ClickHouseError(_explain(target, exc)) from exc
+
+
+# a line the engine writes itself when it fails, e.g. "Code: 76. DB::Exception: Cannot lock file …"
+_ENGINE_ERROR_LINE = re.compile(rb"^Code: \d+\. DB::Exception: ")
+_FD2 = threading.Lock()
+
+
+def _open_engine_quietly(dsn: str, options: dict[str, Any]) -> Client:
+    """Open chdb with file descriptor 2 held in a temporary file, then written back, less the engine's own
+    exception lines if the open failed.
+
+    When the directory is locked, chdb's C++ code prints "Code: 76. DB::Exception: Cannot lock file …"
+    straight to fd 2 before clickhouse-connect raises, so a user saw ClickHouse's raw line above our
+    explanation of it. Held and written back rather than sent to /dev/null: other threads of this process
+    (the sink's logging) write to fd 2 meanwhile, and an open that succeeds keeps everything it printed."""
+    with _FD2, tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        failed = True
+        try:
+            client = clickhouse_connect.get_client(dsn=dsn, **options)
+            failed = False
+            return client
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().splitlines(keepends=True)
+            _write_fd2(b"".join(ln for ln in lines if not (failed and _ENGINE_ERROR_LINE.match(ln))))
+
+
+def _write_fd2(data: bytes) -> None:
+    while data:
+        data = data[os.write(2, data):]
 
 
 def _explain(target: Target, exc: Exception) -> str:
