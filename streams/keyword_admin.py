@@ -42,6 +42,18 @@ async def current_rules(settings: Settings) -> list[KeywordRule]:
     return sorted(keywords.rules.values(), key=lambda r: (r.allow, r.category, r.word))
 
 
+def describe(rule: KeywordRule) -> str:
+    """What a rule does, as `keywords add` reports it. An allow-list phrase has no category or severity: it
+    silences the hits inside it, so it is said so rather than shown with a word's defaults."""
+    how = rule.mode + ("+pinyin" if rule.pinyin else "")
+    scope = [f"only in {', '.join(rule.groups)}"] if rule.groups else []
+    scope += [f"only for {', '.join(rule.accounts)}"] if rule.accounts else []
+    where = f", {' or '.join(scope)}" if scope else ""
+    if rule.allow:
+        return f"allow-list phrase {rule.word!r} ({how}{where}): hits inside it are not reported"
+    return f"word {rule.word!r} ({how}, {rule.category}, severity {rule.severity}{where})"
+
+
 def read_import_file(path: Path) -> list[KeywordRule]:
     """All rules of the file, or an error naming every bad line: an import is all or nothing."""
     try:

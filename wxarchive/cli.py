@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     kw_actions = kw.add_subparsers(dest="action", metavar="ACTION", required=True)
     kw_add = _leaf(kw_actions, "add", _cmd_keywords, help="add or change a word (or an allow-list phrase)")
     kw_add.add_argument("word")
-    kw_add.add_argument("--category", default="default", help="e.g. gambling, fraud, spam (default: default)")
-    kw_add.add_argument("--severity", type=int, default=1, choices=range(1, 6), metavar="1-5", help="default 1")
+    kw_add.add_argument("--category", help="e.g. gambling, fraud, spam (default: default); not with --allow")
+    kw_add.add_argument("--severity", type=int, choices=range(1, 6), metavar="1-5", help="default 1; not with --allow")
     kw_add.add_argument("--strict", action="store_true", help="match only as written, without folding evasions")
     kw_add.add_argument("--allow", action="store_true", help="an allow-list phrase: hits inside it are not reported")
     kw_add.add_argument("--pinyin", action="store_true", help="also match the word spelled in pinyin (赌博: dubo, du bo)")
@@ -421,18 +421,20 @@ def _cmd_keywords(args: argparse.Namespace, settings: Settings) -> int:
 
     import orjson
 
-    from streams.keyword_admin import current_rules, read_import_file, write_rules
+    from streams.keyword_admin import current_rules, describe, read_import_file, write_rules
     from streams.keyword_matcher import KeywordRule
 
     mode = "strict" if getattr(args, "strict", False) else "fuzzy"
     if args.action == "add":
         if not args.word.strip():
             raise ConfigError("keywords add: the word is empty")
-        rule = KeywordRule(args.word.strip(), args.category, args.severity, mode, args.allow, args.pinyin,
-                           tuple(args.group), tuple(args.account))
+        if args.allow and (args.category is not None or args.severity is not None):
+            raise ConfigError("keywords add --allow: an allow-list phrase silences hits inside it and has no category "
+                              "or severity; leave out --category and --severity")
+        rule = KeywordRule(args.word.strip(), args.category or "default", args.severity or 1, mode, args.allow,
+                           args.pinyin, tuple(args.group), tuple(args.account))
         asyncio.run(write_rules(settings, [rule]))
-        print(f"added {'allow-list phrase' if rule.allow else 'word'} {rule.word!r} ({rule.mode}, {rule.category}, "
-              f"severity {rule.severity})")
+        print(f"added {describe(rule)}")
     elif args.action == "remove":
         asyncio.run(write_rules(settings, [KeywordRule(args.word.strip(), mode=mode, allow=args.allow)], remove=True))
         print(f"removed {args.word.strip()!r} ({mode}{', allow-list' if args.allow else ''})")

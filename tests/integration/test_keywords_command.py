@@ -29,10 +29,13 @@ def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 def test_add_remove_list_import(settings: Settings, tmp_path: Path, topic_name) -> None:  # type: ignore[no-untyped-def]
     s = Settings.load(env={"WXARCHIVE_DATA_DIR": str(tmp_path), "WXARCHIVE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
                            "WXARCHIVE_TOPIC_PREFIX": topic_name("kw")})
-    assert run(s, "add", "赌博", "--category", "gambling", "--severity", "3").returncode == 0
-    assert run(s, "add", "发票", "--category", "fraud", "--strict").returncode == 0
-    assert run(s, "add", "赌气", "--allow").returncode == 0
-    assert run(s, "add", "团购", "--group", "g1@chatroom", "--group", "g2@chatroom").returncode == 0
+    assert run(s, "add", "赌博", "--category", "gambling", "--severity", "3").stdout == \
+        "added word '赌博' (fuzzy, gambling, severity 3)\n"
+    assert run(s, "add", "发票", "--category", "fraud", "--strict").stdout == "added word '发票' (strict, fraud, severity 1)\n"
+    # an allow-list phrase is reported as what it is, not with a word's category and severity
+    assert run(s, "add", "赌气", "--allow").stdout == "added allow-list phrase '赌气' (fuzzy): hits inside it are not reported\n"
+    assert run(s, "add", "团购", "--group", "g1@chatroom", "--group", "g2@chatroom").stdout == \
+        "added word '团购' (fuzzy, default, severity 1, only in g1@chatroom, g2@chatroom)\n"
     assert run(s, "remove", "赌气", "--allow").stdout.strip() == "removed '赌气' (fuzzy, allow-list)"
     rules_file = tmp_path / "words.txt"
     rules_file.write_text("# imported\n刷单,fraud,2,pinyin\nallow:开发票抬头\n内幕消息,insider,3,fuzzy\n", encoding="utf-8")

@@ -110,3 +110,11 @@ def test_the_help_check_sees_a_false_flag(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(argparse.ArgumentParser, "format_help", lambda self: claim if self.prog == "wxarchive up" else "")
     assert _false_flags(root) == ["wxarchive up --help offers --insecure of `wxarchive up`: "
                                   "--edge-secret  run `wxarchive edge --insecure` or `wxarchive up --insecure`"]
+
+
+def test_keywords_add_allow_takes_no_category_or_severity(capsys: pytest.CaptureFixture[str]) -> None:
+    """An allow-list phrase silences hits inside it; a category or severity for it would be silently dropped."""
+    assert main(["keywords", "add", "赌气", "--allow", "--severity", "3"]) == 2
+    assert capsys.readouterr().err == ("wxarchive: error: keywords add --allow: an allow-list phrase silences hits "
+                                       "inside it and has no category or severity; leave out --category and "
+                                       "--severity\n")
