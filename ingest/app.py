@@ -3,8 +3,11 @@
 No web framework: the edge does one thing on the hot path and measured fastest bare (docs/edge.md).
 Order of checks on a callback: source address and secret first (a stranger gets 401/403 and nothing is
 written), then size, content type and the payload itself (an authenticated sender's refused body goes to
-the dead-letter topic with the reason), then the durable hand-off. Request paths carry the secret, so the
-edge never logs them.
+the dead-letter topic with the reason, keyed by the account its secret admits, never by what the body
+claims), then the account a per-account secret admits, then the durable hand-off. A refused body that
+cannot be kept gets 503, never a 4xx with nothing kept (invariant 4); a body cut short by a disconnect is
+never archived; an unexpected error is a 503, never a 500. Request paths carry the secret, so the edge
+never logs them, and nothing a client sent is echoed whole into an answer or a log line.
 """
 
 from __future__ import annotations
@@ -13,15 +16,16 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 
 from ingest.auth import Authenticator
-from ingest.handoff import Delivery, KafkaHandoff
+from ingest.handoff import Delivery, KafkaHandoff, RecordRefused
 from ingest.metrics import EdgeMetrics
-from ingest.records import OutRecord
+from ingest.records import OutRecord, clip, dead_letter
 from schemas.callback import PayloadError
 from schemas.message import parse_message
 
@@ -33,7 +37,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 ACCEPTED_BODY = orjson.dumps({"code": "1000", "message": "success", "data": None})
 JSON_TYPES = (b"application/json", b"text/json")
-DLQ_VALUE_LIMIT = 1024 * 1024  # the dead-letter topic takes up to 2 MiB; keep the first 1 MiB of a huge body
+READ_CAP_FACTOR = 2  # a body over the limit is read (and hashed) up to twice the limit, then refused unread
 
 
 class EdgeApp:
@@ -60,7 +64,7 @@ class EdgeApp:
                 await _answer(send, 200, "alive")
             elif path == "/readyz":
                 ready = self.handoff.ready
-                await _answer(send, 200 if ready else 503, "ready" if ready else "Kafka is not reachable")
+                await _answer(send, 200 if ready else 503, "ready" if ready else self.handoff.not_ready_reason)
             elif path == "/metrics":
                 await _respond(send, 200, self.metrics.exposition(), b"text/plain; version=0.0.4")
             else:
@@ -88,9 +92,24 @@ class EdgeApp:
 
     async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        _, outcome = await self._handle(scope, receive, send)
-        self.metrics.requests[outcome].inc()
-        self.metrics.latency.observe(time.perf_counter() - started)
+        answered = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal answered
+            answered = True
+            await send(message)
+
+        outcome = "error"
+        try:
+            _, outcome = await self._handle(scope, receive, tracked)
+        except Exception:
+            # a bug, not the sender's fault: 503 makes E云 send it again, and nothing is lost meanwhile
+            log.exception("a callback could not be handled; answered 503")
+            if not answered:
+                await _answer(send, 503, "archive temporarily unavailable; retry")
+        finally:
+            self.metrics.requests[outcome].inc()
+            self.metrics.latency.observe(time.perf_counter() - started)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, str]:
         client = scope.get("client")
@@ -102,62 +121,99 @@ class EdgeApp:
             return verdict.status, "rejected_auth"
 
         headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
-        body, size = await _read_body(receive, self.max_body)
-        too_large = size > self.max_body or (declared is not None and declared.isdigit() and int(declared) > self.max_body)
+        body = await _read_body(receive, self.max_body, _declared_length(headers))
+        if body.disconnected:
+            return 499, "aborted"  # cut short: never archived; the sender got no answer and sends it again
         received_at = str(int(time.time() * 1000)).encode()
         meta = (("wx-received-at", received_at), ("wx-edge", self.edge_id), ("wx-remote", (remote or "").encode()),
-                ("wx-sha256", hashlib.sha256(body).hexdigest().encode()))
-        if too_large:
-            return await self._refuse(send, 413, f"body larger than {self.max_body} bytes", body, meta, headers, size)
+                ("wx-sha256", body.sha256.encode()))
+        # what a refused body is keyed by: the account the secret admits, never what the body claims
+        key = (verdict.account or "").encode()
+        if body.size > self.max_body:
+            return await self._refuse(send, 413, f"body larger than {self.max_body} bytes", key, body, meta, headers)
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if content_type not in JSON_TYPES:
-            shown = content_type.decode("latin-1") or "none"
-            return await self._refuse(send, 415, f"content type must be application/json, got {shown}", body, meta, headers)
+            shown = clip(content_type, 64).decode("latin-1") or "none"
+            return await self._refuse(send, 415, f"content type must be application/json, got {shown}", key, body,
+                                      meta, headers)
         try:
-            message = parse_message(body, with_xml=False)
+            message = parse_message(body.data, with_xml=False)
         except PayloadError as exc:
-            return await self._refuse(send, 400, exc.reason, body, meta, headers)
+            return await self._refuse(send, 400, exc.reason, key, body, meta, headers)
+        except Exception as exc:  # the parser's bug must not lose the body: keep it with the reason
+            log.exception("the parser failed on a callback; kept as a dead letter")
+            return await self._refuse(send, 400, f"body could not be parsed ({type(exc).__name__})", key, body, meta,
+                                      headers)
         if verdict.account is not None and message.account != verdict.account:
             await _answer(send, 403, "this secret does not admit that account")
             return 403, "rejected_auth"
 
-        delivered = await self.handoff.deliver(OutRecord(self.raw_topic, message.kafka_key.encode(), body, meta))
+        record = OutRecord(self.raw_topic, message.kafka_key.encode(), body.data, meta)
+        try:
+            delivered = await self.handoff.deliver(record)
+        except RecordRefused as exc:  # not within the size every topic takes: only a misconfiguration gets here
+            return await self._refuse(send, 413, f"Kafka refused the record: {exc.reason}", key, body, meta, headers)
         if delivered is Delivery.UNAVAILABLE:
             await _answer(send, 503, "archive temporarily unavailable; retry")
             return 503, "unavailable"
         await _respond(send, 200, ACCEPTED_BODY, b"application/json")
         return 200, "accepted" if delivered is Delivery.ACKED else "spooled"
 
-    async def _refuse(self, send: Send, status: int, reason: str, body: bytes, meta: tuple[tuple[str, bytes], ...],
-                      headers: dict[bytes, bytes], size: int | None = None) -> tuple[int, str]:
-        """Keep an authenticated sender's refused body, with the reason, on the dead-letter topic."""
-        record = OutRecord(self.dlq_topic, _account_hint(body), body[:DLQ_VALUE_LIMIT], meta + (
-            ("wx-reason", reason.encode()), ("wx-status", str(status).encode()),
-            ("wx-content-type", headers.get(b"content-type", b"")), ("wx-body-bytes", str(len(body) if size is None else size).encode())))
-        if await self.handoff.deliver(record) is Delivery.UNAVAILABLE:
-            self.metrics.dlq_lost.inc()
-            log.error("a refused callback could not be kept: neither Kafka nor the spool took it",
-                      extra={"reason": reason, "bytes": len(body)})
-        else:
-            self.metrics.dlq_written.inc()
-        await _answer(send, status, reason)
+    async def _refuse(self, send: Send, status: int, reason: str, key: bytes, body: Body,
+                      meta: tuple[tuple[str, bytes], ...], headers: dict[bytes, bytes]) -> tuple[int, str]:
+        """Keep an authenticated sender's refused body, with the reason, on the dead-letter topic; if it cannot be
+        kept, answer 503 so that E云 sends it again: never a 4xx with nothing kept."""
+        meta = meta + (("wx-content-type", clip(headers.get(b"content-type", b""))),
+                       ("wx-body-bytes", str(body.size).encode()))
+        if not body.complete:
+            meta = meta + (("wx-sha256-of", f"the first {body.read} bytes".encode()),)
+        letter = dead_letter(self.dlq_topic, key, body.data, meta, reason, status, self.max_body)
+        if await self.handoff.keep_refused(letter) is Delivery.UNAVAILABLE:
+            await _answer(send, 503, "archive temporarily unavailable; retry")
+            return 503, "unavailable"
+        self.metrics.dlq_written.inc()
+        # a body not read to its end leaves the connection mid-request: close it rather than read on
+        await _answer(send, status, reason, extra=None if body.complete else [(b"connection", b"close")])
         return status, "rejected_input"
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, int]:
-    """The body's first `limit` bytes (the rest is read and dropped) and its full size."""
+@dataclass(frozen=True, slots=True)
+class Body:
+    data: bytes         # the first `limit` bytes
+    size: int           # bytes the sender sent (or declared, when it was not read to its end)
+    sha256: str         # of everything read
+    read: int           # bytes read
+    complete: bool      # read to its end
+    disconnected: bool  # the sender went away before the end: nothing of it may be archived
+
+
+async def _read_body(receive: Receive, limit: int, declared: int | None) -> Body:
+    """The body's first `limit` bytes, its size and hash. Past the limit, reading goes on only up to
+    READ_CAP_FACTOR times it, so that the dead letter of a body slightly over carries its full length and
+    hash; of a body declared larger than that, only the first `limit` bytes are read (413 at once)."""
+    digest = hashlib.sha256()
+    stop_after = limit if declared is not None and declared > limit * READ_CAP_FACTOR else limit * READ_CAP_FACTOR
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return Body(b"", size, "", size, False, True)
         chunk = message.get("body", b"")
-        if chunk and size < limit:
-            chunks.append(chunk[: limit - size])
-        size += len(chunk)
+        if chunk:
+            if size < limit:
+                chunks.append(chunk[: limit - size])
+            size += len(chunk)
+            digest.update(chunk)
         if not message.get("more_body"):
-            break
-    return b"".join(chunks), size
+            return Body(b"".join(chunks), size, digest.hexdigest(), size, True, False)
+        if size >= stop_after:
+            return Body(b"".join(chunks), max(size, declared or 0), digest.hexdigest(), size, False, False)
+
+
+def _declared_length(headers: dict[bytes, bytes]) -> int | None:
+    declared = headers.get(b"content-length")
+    return int(declared) if declared is not None and declared.isdigit() and len(declared) < 19 else None
 
 
 def _query_secret(query: bytes) -> str | None:
@@ -165,16 +221,6 @@ def _query_secret(query: bytes) -> str | None:
         return None
     values = parse_qs(query.decode("latin-1")).get("secret")
     return values[0] if values else None
-
-
-def _account_hint(body: bytes) -> bytes:
-    """The wcId of a refused body, if it has one, as the dead-letter record's key."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return b""
-    wc_id = doc.get("wcId") if isinstance(doc, dict) else None
-    return wc_id.encode() if isinstance(wc_id, str) else b""
 
 
 async def _answer(send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (CorruptRecordException, KafkaError, MessageSizeTooLargeError, RecordListTooLargeError,
+                             RecordTooLargeError)
 from aiokafka.structs import ConsumerRecord
 
 from wxarchive.errors import BrokerError
@@ -31,6 +32,16 @@ def durable_producer(bootstrap: str, **overrides: object) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+RECORD_ERRORS: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError, CorruptRecordException)
+
+
+def refuses_the_record(exc: BaseException) -> bool:
+    """Kafka refused this record for what it is (too large, corrupt), not because Kafka is away: sending it
+    again cannot succeed, and other records still can."""
+    return isinstance(exc, RECORD_ERRORS)
 
 
 def manual_commit_consumer(bootstrap: str, group_id: str, *topics: str, **overrides: object) -> AIOKafkaConsumer:

@@ -1,7 +1,13 @@
-"""The archive's Kafka topics, declared once: names, retention and compaction.
+"""The archive's Kafka topics, declared once: names, retention, compaction and record sizes.
 
 The raw topic is the source of truth (DESIGN invariant 3), so it never expires. Topics holding the latest
 state per key (keywords, contacts) are compacted. Brokers must not auto-create topics: a typo should fail.
+
+One size story (invariant 1: nothing accepted is lost): every record size limit derives from the edge's
+body limit. A raw or dead-letter record is at most the body plus `RECORD_HEADROOM_BYTES` (key, headers,
+batch framing), and the topics, the producers' request size and the edge's dead letters all use that
+figure, so a body the edge accepts is a record Kafka takes. The worker's records carry a parsed copy of
+the text beside its fields, so the topics it writes take twice that.
 """
 
 from __future__ import annotations
@@ -17,20 +23,49 @@ from wxarchive.config import Settings
 from wxarchive.errors import BrokerError
 
 
+RECORD_HEADROOM_BYTES = 64 * 1024  # key, headers (each bounded by the edge) and batch framing beside a body
+HEADER_VALUE_MAX_BYTES = 256  # a header value taken from a request is cut to this many bytes
+
+
+def max_record_bytes(settings: Settings) -> int:
+    """The largest raw or dead-letter record: the edge's body limit plus the headroom."""
+    return settings.edge_max_body_bytes + RECORD_HEADROOM_BYTES
+
+
+def max_derived_record_bytes(settings: Settings) -> int:
+    """The largest record the worker writes for one raw record (its parsed fields beside the text)."""
+    return 2 * max_record_bytes(settings)
+
+
+def record_bytes(key: bytes | None, value: bytes, headers: tuple[tuple[str, bytes], ...] | list[tuple[str, bytes]]
+                 ) -> int:
+    """An upper bound of a record's size in a batch of its own (Kafka's record batch v2 framing)."""
+    return 61 + 21 + len(key or b"") + len(value) + sum(5 + len(k.encode()) + len(v) for k, v in headers)
+
+
 @dataclass(frozen=True)
 class Topic:
     suffix: str
     config: dict[str, str] = field(default_factory=dict)
+    sized: str = ""  # "raw": records up to max_record_bytes; "derived": up to max_derived_record_bytes
 
     def name(self, settings: Settings) -> str:
         return f"{settings.topic_prefix}.{self.suffix}"
 
+    def configs(self, settings: Settings) -> dict[str, str]:
+        """The topic's configuration under these settings: the declared one plus its record size limit."""
+        if self.sized == "raw":
+            return {**self.config, "max.message.bytes": str(max_record_bytes(settings))}
+        if self.sized == "derived":
+            return {**self.config, "max.message.bytes": str(max_derived_record_bytes(settings))}
+        return dict(self.config)
+
 
 _MONTH_MS = str(30 * 24 * 3600 * 1000)
-RAW = Topic("raw", {"retention.ms": "-1", "max.message.bytes": "2097152"})
-DLQ = Topic("dlq", {"retention.ms": str(90 * 24 * 3600 * 1000), "max.message.bytes": "2097152"})
-MESSAGES = Topic("messages", {"retention.ms": _MONTH_MS})
-EVENTS = Topic("events", {"retention.ms": _MONTH_MS})
+RAW = Topic("raw", {"retention.ms": "-1"}, sized="raw")
+DLQ = Topic("dlq", {"retention.ms": str(90 * 24 * 3600 * 1000)}, sized="derived")  # the worker dead-letters too
+MESSAGES = Topic("messages", {"retention.ms": _MONTH_MS}, sized="derived")
+EVENTS = Topic("events", {"retention.ms": _MONTH_MS}, sized="derived")
 CONTACTS = Topic("contacts", {"cleanup.policy": "compact"})
 MODERATION = Topic("moderation", {"retention.ms": _MONTH_MS})
 KEYWORDS = Topic("keywords", {"cleanup.policy": "compact"})
@@ -55,7 +90,7 @@ async def ensure_topics(settings: Settings, *topics: Topic) -> list[str]:
         if not wanted:
             return []
         new = [NewTopic(t.name(settings), settings.kafka_partitions, settings.kafka_replication_factor,
-                        topic_configs=t.config) for t in wanted]
+                        topic_configs=t.configs(settings)) for t in wanted]
         try:
             await admin.create_topics(new)
         except TopicAlreadyExistsError:
@@ -79,15 +114,16 @@ async def topic_config(settings: Settings, topic: Topic) -> dict[str, str]:
 
 
 async def align_topic_config(settings: Settings, topic: Topic) -> bool:
-    """Make an existing topic's declared settings what the current settings derive (the dedupe horizon may have
-    changed since it was created); returns whether anything changed."""
+    """Make an existing topic's declared settings what the current settings derive (the dedupe horizon or the
+    body limit may have changed since it was created); returns whether anything changed."""
+    wanted = topic.configs(settings)
     current = await topic_config(settings, topic)
-    if all(current.get(k) == v for k, v in topic.config.items()):
+    if all(current.get(k) == v for k, v in wanted.items()):
         return False
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic.name(settings), topic.config)])
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic.name(settings), wanted)])
     finally:
         await admin.close()
     return True

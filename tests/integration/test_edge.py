@@ -105,8 +105,9 @@ def test_every_bad_input_gets_its_4xx_and_lands_in_the_dlq(settings: Settings) -
             assert dict(record.headers)["wx-status"] == str(want_status).encode()
         big = by_reason["body larger than 4096 bytes"]
         assert big.value == huge[:4096] and dict(big.headers)["wx-body-bytes"] == str(len(huge)).encode()
-        assert big.key == b""  # the truncated body no longer parses, so no account could be read from it
-        assert by_reason["missing data"].key == b"wxid_a"
+        assert big.key == b""  # a shared secret authenticates no account: dead letters are keyed by none
+        assert by_reason["missing data"].key == b""  # not by the wcId the refused body claims
+        assert all(dict(r.headers)["wx-stage"] == b"edge" for r in dead)
 
     asyncio.run(scenario())
 
