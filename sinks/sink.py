@@ -14,6 +14,9 @@ nothing is dropped. A block ClickHouse keeps refusing for its data is split in h
 fault is found; that record goes to PREFIX.dlq with the reason (`wx-stage: sink`), as does a record that
 cannot become a row at all. In embedded mode this process is the one owner of the chdb directory
 (DESIGN invariant 5).
+
+Started while Kafka is away, `wxarchive sink` waits for it (wxarchive.kafka_watch) with its health port up,
+and its /readyz follows Kafka's reachability for as long as it runs.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from sinks.rows import FEEDS, RowError, TableFeed
 from sinks.schema import DATABASE, migrate
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer, manual_commit_consumer
+from wxarchive.kafka_watch import KafkaWatch
 from wxarchive.topics import CONTACTS, DLQ, EVENTS, MESSAGES, MODERATION, RAW, ensure_topics
 
 log = logging.getLogger("wxarchive.sink")
@@ -86,22 +90,43 @@ class Sink:
         self.pending: dict[TopicPartition, _Pending] = {}
         self.buffered = 0
         self.oldest: float | None = None
-        self.ready = False
+        self.kafka = KafkaWatch(settings.kafka_bootstrap)
+        self._started: set[str] = set()  # the steps of start() done, so a retry does none twice
         self._stopping = asyncio.Event()
         self._started_at: dict[TopicPartition, int] = {}
         self._in_flight: asyncio.Task[None] | None = None
         self._in_flight_rows = 0
 
     async def start(self) -> None:
-        await ensure_topics(self.settings, RAW, MESSAGES, EVENTS, MODERATION, CONTACTS, DLQ)
-        if self._owns_clickhouse:
+        """Topics, ClickHouse and its schema, then the Kafka clients; safe to call again after a Kafka failure
+        part-way (each step done is skipped)."""
+        if "topics" not in self._started:
+            await ensure_topics(self.settings, RAW, MESSAGES, EVENTS, MODERATION, CONTACTS, DLQ)
+            self._started.add("topics")
+        if self._owns_clickhouse and "clickhouse" not in self._started:
             await self.clickhouse.open()
-        applied = await self.clickhouse.call(migrate, self.clickhouse.client)
-        if applied:
-            log.info("schema migrated", extra={"versions": [m.version for m in applied]})
-        await self.producer.start()
+            self._started.add("clickhouse")
+        if "schema" not in self._started:
+            applied = await self.clickhouse.call(migrate, self.clickhouse.client)
+            if applied:
+                log.info("schema migrated", extra={"versions": [m.version for m in applied]})
+            self._started.add("schema")
+        if "producer" not in self._started:
+            await self.producer.start()
+            self._started.add("producer")
         await self.consumer.start()
-        self.ready = True
+        self._started.add("consumer")
+        self.kafka.follow(self.producer.client)
+
+    async def start_when_kafka_answers(self) -> bool:
+        """start(), once Kafka answers; False if stop() came first (then only close() is left to do)."""
+        return await self.kafka.start_when_up(self.start, self._stopping)
+
+    def not_ready_because(self) -> str:
+        """Why /readyz says 503, for the operator; "" when ready (Kafka answering, the consumer started)."""
+        if not self.kafka.up:
+            return self.kafka.reason
+        return "" if "consumer" in self._started else "starting"
 
     async def run(self) -> None:
         """Consume, buffer and flush until stop(); a clean stop flushes and commits what it holds.
@@ -257,10 +282,12 @@ class Sink:
         self._stopping.set()
 
     async def close(self) -> None:
-        self.ready = False
+        """Close what start() opened (the Kafka clients even if never started: aiokafka warns of unclosed ones)."""
+        await self.kafka.close()
+        opened, self._started = self._started, set()  # not ready from here on
         await self.consumer.stop()
         await self.producer.stop()
-        if self._owns_clickhouse:
+        if self._owns_clickhouse and "clickhouse" in opened:
             await self.clickhouse.close()
 
 
@@ -304,15 +331,16 @@ def run(settings: Settings) -> None:
 
     async def main() -> None:
         sink = Sink(settings)
-        await sink.start()
-        ops, url = await serve_sink_ops(sink, settings.sink_host, settings.sink_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, sink.stop)
-        print(f"sink writing {', '.join(sink.feeds)} into {DATABASE} at {sink.clickhouse_display}; "
-              f"health and metrics on {url}", flush=True)
+        # the health port first: while Kafka is away /healthz answers and /readyz says why not ready
+        ops, url = await serve_sink_ops(sink, settings.sink_host, settings.sink_port)
         try:
-            await sink.run()
+            if await sink.start_when_kafka_answers():
+                print(f"sink writing {', '.join(sink.feeds)} into {DATABASE} at {sink.clickhouse_display}; "
+                      f"health and metrics on {url}", flush=True)
+                await sink.run()
         finally:
             await ops.cleanup()
             await sink.close()

@@ -35,6 +35,8 @@ class SinkCollector(Collector):
         yield CounterMetricFamily("wxarchive_sink_commits", "Offset commits after successful inserts.", value=s.commits)
         yield GaugeMetricFamily("wxarchive_sink_last_flush_seconds", "Time the last flush (inserts) took.",
                                 value=s.last_flush_s)
+        yield GaugeMetricFamily("wxarchive_sink_kafka_up", "1 while Kafka answers the sink's checks.",
+                                value=int(self.sink.kafka.up))
         yield GaugeMetricFamily("wxarchive_sink_unflushed_rows", "Rows read but not yet inserted and committed.",
                                 value=self.sink.unflushed)
         lag = GaugeMetricFamily("wxarchive_sink_lag", "Records not yet committed, per topic partition.",
@@ -45,4 +47,4 @@ class SinkCollector(Collector):
 
 
 async def serve_sink_ops(sink: Sink, host: str, port: int) -> tuple[web.AppRunner, str]:
-    return await serve_ops(SinkCollector(sink), lambda: (sink.ready, {"lag": sink.lag()}), host, port)
+    return await serve_ops(SinkCollector(sink), lambda: (sink.not_ready_because(), {"lag": sink.lag()}), host, port)

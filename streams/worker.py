@@ -8,6 +8,9 @@ batch's offsets (at-least-once: a crash anywhere repeats work, never skips it).
 The sensitive-word list is followed like a global table: every worker reads all partitions of
 PREFIX.keywords from the beginning and keeps following it, compiling a new matcher off to the side after
 each change and swapping it in, so a word added with `wxarchive keywords add` applies within seconds.
+
+Started while Kafka is away, `wxarchive worker` waits for it (wxarchive.kafka_watch) with its health port up,
+and its /readyz follows Kafka's reachability for as long as it runs.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from streams.keyword_set import KeywordSet
 from streams.processing import RawRecord, finish_batch, prepare_batch
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer, read_to_end
+from wxarchive.kafka_watch import KafkaWatch
 from wxarchive.topics import (CONTACTS, DLQ, EVENTS, KEYWORDS, MESSAGES, MODERATION, RAW, align_topic_config,
                               dedupe_changelog, ensure_topics)
 
@@ -73,6 +77,8 @@ class Worker:
                                  settings.worker_dedupe_days * 24 * 3600 * 1000)
         app.on_partitions_revoked.connect(self._on_revoked)
         self._stopping = False
+        self.kafka = KafkaWatch(settings.kafka_bootstrap)
+        self._producer_started = self._app_started = False  # what start() did, so a retry does no step twice
         client = EyunClient(settings.eyun_url, settings.eyun_token) if settings.eyun_url else None
         if client is None:
             log.warning("no E云 API configured (WXARCHIVE_EYUN_URL): messages are archived without names")
@@ -150,6 +156,7 @@ class Worker:
     async def _follow_keywords(self) -> None:
         """Keep following every partition of the keywords topic (re-reading it from the start is harmless)."""
         topic = KEYWORDS.name(self.settings)
+        lost = False  # said once per outage: the watch on Kafka already warns, and retries come every second
         while not self._stopping:  # a flag as well as faust's cancel, which aiokafka's calls can swallow
             consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
             try:
@@ -158,6 +165,9 @@ class Worker:
                 tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
                 consumer.assign(tps)
                 await consumer.seek_to_beginning(*tps)
+                if lost:
+                    log.info("keyword follower reads the list again")
+                    lost = False
                 while not self._stopping:
                     batches = await consumer.getmany(*tps, timeout_ms=500)
                     for records in batches.values():
@@ -168,7 +178,9 @@ class Worker:
                         log.info("keyword list updated", extra={"rules": len(self.keywords.rules),
                                                                  "version": self.keywords.version})
             except KafkaError as exc:
-                log.warning("keyword follower lost Kafka; retrying", extra={"error": str(exc)})
+                if not lost:
+                    log.warning("keyword follower lost Kafka; retrying", extra={"error": str(exc)})
+                    lost = True
                 await asyncio.sleep(1.0)
             finally:
                 await consumer.stop()
@@ -185,21 +197,39 @@ class Worker:
                 behind[tp.partition] = max(0, highwater - self.stats.next_offset.get(tp.partition, 0))
         return behind
 
-    @property
-    def ready(self) -> bool:
-        """Holding raw partitions, with the keyword list read (see prepare)."""
-        return bool(self.lag()) and self.stats.keywords_loaded
+    def not_ready_because(self) -> str:
+        """Why /readyz says 503, for the operator; "" when ready: Kafka answering, the keyword list read (see
+        prepare), and raw partitions held."""
+        if not self.kafka.up:
+            return self.kafka.reason
+        if not self.stats.keywords_loaded:
+            return "reading the keyword list"
+        if not self.lag():
+            return "no raw partitions assigned yet"
+        return ""
 
     async def start(self) -> None:
+        """Prepare, then start the producer and faust; safe to call again after a Kafka failure part-way."""
         await self.prepare()
-        await self.producer.start()
+        if not self._producer_started:
+            await self.producer.start()
+            self._producer_started = True
+        self._app_started = True  # faust's stop is needed from here on, even if its start fails part-way
         await self.app.start()
+        self.kafka.follow(self.producer.client)
+
+    async def start_when_kafka_answers(self, stopping: asyncio.Event) -> bool:
+        """start(), once Kafka answers; False if `stopping` was set first (then only stop() is left to do)."""
+        return await self.kafka.start_when_up(self.start, stopping)
 
     async def stop(self) -> None:
+        """Stop what was started: faust commits what was acknowledged; the dedupe state waits for its records."""
         self._stopping = True
-        await self.app.stop()
+        await self.kafka.close()
+        if self._app_started:
+            await self.app.stop()
         await self.state.flush()
-        await self.producer.stop()
+        await self.producer.stop()  # never started: it still closes, or aiokafka warns of an unclosed producer
         self.state.close()
         await self.enricher.close()
         if self.enricher.client is not None:
@@ -214,16 +244,17 @@ def run(settings: Settings) -> None:
 
     async def main() -> None:
         worker = Worker(settings)
-        await worker.start()
-        ops, url = await serve_worker_ops(worker, settings.worker_host, settings.worker_port)
-        print(f"worker archiving {RAW.name(settings)} from Kafka {settings.kafka_bootstrap}; "
-              f"health and metrics on {url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        # the health port first: while Kafka is away /healthz answers and /readyz says why not ready
+        ops, url = await serve_worker_ops(worker, settings.worker_host, settings.worker_port)
         try:
-            await stop.wait()
+            if await worker.start_when_kafka_answers(stop):
+                print(f"worker archiving {RAW.name(settings)} from Kafka {settings.kafka_bootstrap}; "
+                      f"health and metrics on {url}", flush=True)
+                await stop.wait()
         finally:
             await ops.cleanup()
             await worker.stop()

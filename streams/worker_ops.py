@@ -2,7 +2,8 @@
 
 Metrics are read from the worker's counters when Prometheus scrapes (a custom collector), so processing
 pays nothing for them. Lag per raw partition is the consumer's high-water mark minus the next offset the
-worker will process; /readyz answers 200 once the worker holds partitions and has read the keyword list.
+worker will process; /readyz answers 200 while Kafka answers, the worker holds partitions and has read the
+keyword list, and 503 with the reason otherwise.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class WorkerCollector(Collector):
         client = w.enricher.client
         yield GaugeMetricFamily("wxarchive_worker_eyun_breaker_open", "1 while the E云 circuit breaker is open.",
                                 value=1 if client is not None and client.breaker_state is BreakerState.OPEN else 0)
+        yield GaugeMetricFamily("wxarchive_worker_kafka_up", "1 while Kafka answers the worker's checks.",
+                                value=int(w.kafka.up))
         lag = GaugeMetricFamily("wxarchive_worker_lag", "Raw records not yet processed, per partition.", labels=["partition"])
         for partition, behind in w.lag().items():
             lag.add_metric([str(partition)], behind)
@@ -64,5 +67,5 @@ class WorkerCollector(Collector):
 
 
 async def serve_worker_ops(worker: Worker, host: str, port: int) -> tuple[web.AppRunner, str]:
-    return await serve_ops(WorkerCollector(worker), lambda: (worker.ready, {"partitions": sorted(worker.lag())}),
-                           host, port)
+    return await serve_ops(WorkerCollector(worker),
+                           lambda: (worker.not_ready_because(), {"partitions": sorted(worker.lag())}), host, port)

@@ -15,9 +15,10 @@ from prometheus_client.registry import Collector
 from wxarchive.http_server import serve_app
 
 
-async def serve_ops(collector: Collector, readiness: Callable[[], tuple[bool, dict[str, Any]]], host: str, port: int
+async def serve_ops(collector: Collector, readiness: Callable[[], tuple[str, dict[str, Any]]], host: str, port: int
                     ) -> tuple[web.AppRunner, str]:
-    """`readiness()` gives (ready, details); /readyz answers 200 or 503 with the details."""
+    """`readiness()` gives (why not ready, details), "" when ready; /readyz answers 200, or 503 with the reason,
+    so whoever looks (an operator, `wxarchive up`, a load balancer's log) learns what it waits for."""
     registry = CollectorRegistry()
     registry.register(collector)
 
@@ -25,8 +26,9 @@ async def serve_ops(collector: Collector, readiness: Callable[[], tuple[bool, di
         return web.json_response({"alive": True})
 
     async def readyz(_: web.Request) -> web.Response:
-        ready, details = readiness()
-        return web.json_response({"ready": ready, **details}, status=200 if ready else 503)
+        reason, details = readiness()
+        body = {"ready": True, **details} if not reason else {"ready": False, "reason": reason, **details}
+        return web.json_response(body, status=503 if reason else 200)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), content_type="text/plain", charset="utf-8")
