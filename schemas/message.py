@@ -2,8 +2,10 @@
 
 Keys follow DESIGN.md: the account is `wcId` (never `wId`, which changes on every re-login); the
 conversation is the group for group chats, else the peer (`toUser` when the account sent it, `fromUser`
-when it received it). Identity is `(wcId, newMsgId)`; a callback without a newMsgId (offline, group
-events, test) gets a stable hash of its account, type and data, so a re-push has the same identity.
+when it received it). The account sent it when `self` (or `sel`) says so, and also whenever `fromUser` is
+the account itself: a recall of one's own private message arrives with `self: false`. Identity is
+`(wcId, newMsgId)`; a callback without a newMsgId (offline, group events, test) gets a stable hash of its
+account, type and data, so a re-push has the same identity.
 """
 
 from __future__ import annotations
@@ -85,8 +87,9 @@ def normalize(cb: Callback, *, with_xml: bool = True) -> ArchiveMessage:
     """`with_xml=False` checks every field and derives the keys but skips XML extraction: the edge's fast path."""
     d = cb.data
     mtype = cb.message_type
-    is_self = _bool(d.get("self", d.get("sel", False)))
     from_user, to_user = _str(d, "fromUser"), _str(d, "toUser")
+    # the account's own message whatever `self` says: a recall of one's own message comes with self: false
+    is_self = _bool(d.get("self", d.get("sel", False))) or from_user == cb.wc_id
     group_id = _str(d, "fromGroup")
     if not group_id and mtype.kind is Kind.GROUP_EVENT:
         group_id = _str(d, "userName") if _str(d, "userName").endswith("@chatroom") else ""

@@ -12,7 +12,7 @@ from schemas.message import parse_message
 from schemas.message_types import CATALOGUE, Kind
 from tests.fixtures.seed import callback_example
 from tests.fixtures.callbacks import (ACCOUNT, EVENTS, GROUP, GROUP_EVENT_CODES, MEMBER, NO_GROUP_VARIANT, PEER, PRIVATE,
-                                      body, chat_callback, group_event_data)
+                                      RECALL, body, chat_callback, group_event_data)
 
 GROUP_CODES = {str(int(c) + 20000) for c in PRIVATE if c not in NO_GROUP_VARIANT}
 
@@ -54,6 +54,42 @@ def test_group_message_with_sender_prefix(code: str) -> None:
 def test_self_sent_private_message_belongs_to_the_peer() -> None:
     m = parse_message(body(chat_callback("60001", self_sent=True)))
     assert m.is_self and m.sender == ACCOUNT and m.conversation == PEER
+
+
+def _own_private(code: str, **data: Any) -> dict[str, Any]:
+    """A private message the account sent, as a push that does not say so: `self` false (or absent)."""
+    doc = chat_callback(code, self_sent=True)
+    doc["data"].update(data)
+    return doc
+
+
+def test_recall_of_own_message_with_self_false_belongs_to_the_peer() -> None:
+    """Issue 10: E云 pushes the recall of one's own private message with self: false."""
+    recall = RECALL.replace("<session>wxid_peer7788</session>", f"<session>{PEER}</session>")
+    m = parse_message(body(_own_private("60018", self=False, content=recall)))
+    assert m.is_self and m.sender == ACCOUNT and m.receiver == PEER
+    assert m.conversation == PEER and m.kafka_key == f"{ACCOUNT}|{PEER}"
+    assert m.recalled_new_msg_id == 1497474118261484795
+
+
+@pytest.mark.parametrize("flag", [{"self": False}, {"self": 0}, {"sel": False}, {}])
+def test_from_user_the_account_is_its_own_message_whatever_self_says(flag: dict[str, Any]) -> None:
+    doc = _own_private("60001")
+    del doc["data"]["self"]
+    doc["data"].update(flag)
+    m = parse_message(body(doc))
+    assert m.is_self and m.sender == ACCOUNT and m.conversation == PEER
+
+
+def test_own_message_in_a_group_stays_in_the_group() -> None:
+    doc = chat_callback("60001", group=True, self_sent=True)
+    m = parse_message(body(doc))
+    assert m.is_self and m.sender == ACCOUNT and m.conversation == GROUP
+
+
+def test_received_message_is_still_the_peers() -> None:
+    m = parse_message(body(chat_callback("60018")))  # the peer recalls their own message to the account
+    assert not m.is_self and m.sender == PEER and m.conversation == PEER
 
 
 @pytest.mark.parametrize("code", sorted(EVENTS))
