@@ -3,6 +3,10 @@
 Why: when E云 is down or throttling, every enrichment lookup would otherwise wait out its retries and
 timeouts, and the worker would stall behind them. Open, the breaker fails calls at once, so messages keep
 flowing (marked not enriched) and E云 gets room to recover.
+
+An outage is counted once (`openings`), from the first opening until a call succeeds again; a failed trial
+re-opens the breaker (`opened_count` counts those too) but is the same outage, so whoever reports on the
+breaker (the enricher's warning, the worker's metrics) says it once per outage, not every cooldown.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._trial_in_flight = False
-        self.opened_count = 0
+        self.opened_count = 0  # every opening, re-openings after a failed trial included
+        self.openings = 0  # openings from closed: one per outage
+        self.outage_began: float | None = None  # clock() at the opening that began the current outage
 
     @property
     def state(self) -> BreakerState:
@@ -50,6 +56,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = None
         self._trial_in_flight = False
+        self.outage_began = None
 
     def failure(self) -> None:
         """A failed trial re-opens at once; in closed state, `threshold` failures in a row open it."""
@@ -59,3 +66,6 @@ class CircuitBreaker:
         if tripped:
             self.opened_count += 1
             self._opened_at = self._clock()
+            if self.outage_began is None:
+                self.openings += 1
+                self.outage_began = self._opened_at

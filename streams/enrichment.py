@@ -8,7 +8,9 @@ are looked up again, but still used if the lookup fails. Misses are looked up pe
 client (coalesced, at most 20 ids a call, paced per account); a batch waits at most `bound` seconds and
 then goes on, those messages marked not enriched, while the lookup keeps running and fills the cache for
 the messages after them. The first time an account is seen its address list warms the cache in the
-background. When E云 fails, the client's circuit breaker opens and messages flow on unnamed.
+background. When E云 fails, the client's circuit breaker opens and messages flow on unnamed: that is said
+once per outage as a warning with the failure behind it (until then failed lookups are only counted), and its
+end as an info line, because "every message archived without names" must not pass unnoticed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import orjson
 
 from eyun.client import EyunClient
-from eyun.errors import EyunError
+from eyun.errors import EyunError, EyunUnavailable
 from schemas.eyun_api import Contact
 from schemas.message import ArchiveMessage
 
@@ -69,6 +71,9 @@ class Enricher:
         self.stats = EnrichmentStats()
         self._warming: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._last_failure = ""  # what E云 last answered wrong, the reason given when the breaker opens
+        self._outages_told = 0  # the breaker's openings already warned of
+        self._outage_open = False  # warned, and no call has succeeded since
 
     def load(self, key: bytes, value: bytes | None) -> None:
         """One record of the contacts topic, when the worker starts."""
@@ -137,10 +142,33 @@ class Enricher:
         try:
             found = await self.client.get_contacts(self.w_ids[account], sorted(ids))
         except EyunError as exc:
-            self.stats.api_errors += 1
+            self._failed(exc)
             log.debug("getContact failed", extra={"account": account, "error": str(exc)})
             return
+        self._answered()
         await self._remember(account, [c for c in found.values() if c is not None])
+
+    def _failed(self, exc: EyunError) -> None:
+        """Count a failed call; the first failure seen after the breaker opened warns, once per outage."""
+        assert self.client is not None
+        self.stats.api_errors += 1
+        if not isinstance(exc, EyunUnavailable):  # "breaker open" says nothing about what went wrong
+            self._last_failure = str(exc)
+        breaker = self.client.breaker
+        if breaker.openings > self._outages_told:
+            self._outages_told = breaker.openings
+            self._outage_open = True
+            log.warning("E云 lookups keep failing: circuit breaker open, messages are archived without names "
+                        "until E云 answers again",
+                        extra={"reason": self._last_failure or str(exc), "failures_in_a_row": breaker.threshold,
+                               "trial_every_s": breaker.cooldown})
+
+    def _answered(self) -> None:
+        """A call succeeded: if an outage was warned of and the breaker has closed, say it is over."""
+        assert self.client is not None
+        if self._outage_open and self.client.breaker.outage_began is None:
+            self._outage_open = False
+            log.info("E云 answers again: circuit breaker closed, lookups resume")
 
     async def _remember(self, account: str, contacts: list[Contact]) -> None:
         now = int(time.time() * 1000)
@@ -160,10 +188,13 @@ class Enricher:
                 found = await self.client.get_contacts(w_id, ids)
                 await self._remember(account, [c for c in found.values() if c is not None])
             self.stats.warmed_accounts += 1
+            self._answered()
         except EyunError as exc:
-            self.stats.api_errors += 1
+            self._failed(exc)
             self._warming.discard(account)  # try again on a later message
-            log.info("address list warm-up failed; lookups go on one by one", extra={"account": account, "error": str(exc)})
+            # while the breaker is open every later message retries at once: warned of already, not said again
+            log.log(logging.DEBUG if isinstance(exc, EyunUnavailable) else logging.INFO,
+                    "address list warm-up failed; lookups go on one by one", extra={"account": account, "error": str(exc)})
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -3,7 +3,8 @@
 Metrics are read from the worker's counters when Prometheus scrapes (a custom collector), so processing
 pays nothing for them. Lag per raw partition is the consumer's high-water mark minus the next offset the
 worker will process; /readyz answers 200 while Kafka answers, the worker holds partitions and has read the
-keyword list, and 503 with the reason otherwise.
+keyword list, and 503 with the reason otherwise. The E云 breaker's gauge and outage counter are what
+`wxarchive up` reads to flag a worker archiving every message without names.
 """
 
 from __future__ import annotations
@@ -56,8 +57,13 @@ class WorkerCollector(Collector):
                                   value=e.timeouts)
         yield CounterMetricFamily("wxarchive_worker_not_enriched", "Messages archived without names.", value=e.not_enriched)
         client = w.enricher.client
-        yield GaugeMetricFamily("wxarchive_worker_eyun_breaker_open", "1 while the E云 circuit breaker is open.",
-                                value=1 if client is not None and client.breaker_state is BreakerState.OPEN else 0)
+        # open until a call succeeds again: half-open (a trial allowed, none made yet) is still the same outage
+        yield GaugeMetricFamily("wxarchive_worker_eyun_breaker_open",
+                                "1 from the E云 circuit breaker's opening until a call succeeds again.",
+                                value=1 if client is not None and client.breaker_state is not BreakerState.CLOSED else 0)
+        yield CounterMetricFamily("wxarchive_worker_eyun_breaker_opened",
+                                  "E云 outages: openings of the circuit breaker after calls had succeeded.",
+                                  value=client.breaker.openings if client is not None else 0)
         yield GaugeMetricFamily("wxarchive_worker_kafka_up", "1 while Kafka answers the worker's checks.",
                                 value=int(w.kafka.up))
         lag = GaugeMetricFamily("wxarchive_worker_lag", "Raw records not yet processed, per partition.", labels=["partition"])

@@ -6,6 +6,10 @@ E云: the fake API (the simulator's directory) unless WXARCHIVE_EYUN_URL names a
 The edge and the worker run as child processes (each has a core's worth of work and its own health port;
 their logs go to DATA_DIR/logs). The sink runs in this process, because in embedded mode the process that
 writes the chdb directory must be the one that reads it (DESIGN invariant 5): `up --demo` reports from it.
+
+While it runs, `up` reads the worker's /metrics every few seconds and says when something a person should
+act on starts or ends (the E云 circuit breaker open: every message archived without names; Kafka not
+answering the worker), since the worker's own warning goes to its log file, which nobody is watching.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.kafka_broker import BrokerSpec, LocalKafka
 from sinks.sink import Sink
@@ -29,6 +34,7 @@ from wxarchive.kafka_clients import probe_sync
 from wxarchive.net import require_free_port
 
 CHILD_READY_TIMEOUT_S = 90.0
+WATCH_EVERY_S = 5.0
 
 
 def served_locally(bootstrap: str) -> bool:
@@ -50,6 +56,33 @@ class Component:
     healthy: bool
     where: str
     detail: str
+    flags: dict[str, str] = field(default_factory=dict)  # what needs attention now, by kind: a line each in the report
+
+
+# what `up` says when a worker flag clears
+CLEARED = {"eyun_breaker": "E云 circuit breaker closed again: lookups resume",
+           "kafka": "Kafka answers the worker again"}
+
+
+async def worker_flags(metrics_url: str) -> dict[str, str]:
+    """What the worker's /metrics shows that a person running the stack must hear about, by kind; {} when all is
+    well (or the page cannot be read: the worker's own exit is reported by `Stack.wait`)."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+            async with session.get(metrics_url) as response:
+                text = await response.text()
+        values = {sample.name: sample.value for family in text_string_to_metric_families(text)
+                  for sample in family.samples if not sample.labels}
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return {}
+    flags = {}
+    if values.get("wxarchive_worker_eyun_breaker_open"):
+        opened = int(values.get("wxarchive_worker_eyun_breaker_opened_total", 0))
+        flags["eyun_breaker"] = (f"E云 circuit breaker OPEN: lookups failing, messages archived without names "
+                                 f"(opened {opened} time{'s' if opened != 1 else ''}; see the worker's log)")
+    if values.get("wxarchive_worker_kafka_up") == 0:
+        flags["kafka"] = "Kafka not answering the worker"
+    return flags
 
 
 @dataclass
@@ -142,7 +175,20 @@ class Stack:
         s = self.settings
         url = f"http://{s.worker_host}:{s.worker_port}"
         await self._start_child("worker", ["worker"], f"{url}/readyz")
-        self.components.append(Component("worker", True, f"{url}/metrics", f"dedupe state {s.worker_store}"))
+        self.components.append(Component("worker", True, f"{url}/metrics", f"dedupe state {s.worker_store}",
+                                         await worker_flags(f"{url}/metrics")))
+
+    @staticmethod
+    async def watch_worker(worker: Component, say: Callable[[str], None], every_s: float = WATCH_EVERY_S) -> None:
+        """Every `every_s`, re-read the worker's flags; `say` each one that appears or clears, as it happens."""
+        while True:
+            await asyncio.sleep(every_s)
+            now = await worker_flags(worker.where)
+            for kind in now.keys() - worker.flags.keys():
+                say(f"worker: {now[kind]}")
+            for kind in worker.flags.keys() - now.keys():
+                say(f"worker: {CLEARED[kind]}")
+            worker.flags = now
 
     async def _start_child(self, name: str, args: list[str], ready_url: str) -> None:
         """A `wxarchive` subcommand in its own process, with this stack's settings; ready when /readyz says so."""
@@ -172,9 +218,14 @@ class Stack:
                                             f"(log: {log_path}):\n{_tail(log_path)}")
                 await asyncio.sleep(0.25)
 
-    async def wait(self, stop: asyncio.Event) -> str:
-        """Until `stop` is set (""), or until a part ends on its own (what ended, for the user)."""
+    async def wait(self, stop: asyncio.Event, say: Callable[[str], None] = lambda line: print(line, flush=True)
+                   ) -> str:
+        """Until `stop` is set (""), or until a part ends on its own (what ended, for the user); meanwhile
+        `say` what the worker reports that needs attention (watch_worker)."""
         watched: dict[asyncio.Future[object], str] = {asyncio.ensure_future(stop.wait()): ""}
+        for component in self.components:
+            if component.name == "worker":
+                watched[asyncio.ensure_future(self.watch_worker(component, say))] = ""  # never ends by itself
         if self._sink_task is not None:
             watched[self._sink_task] = "the sink stopped"  # type: ignore[index]
         for name, proc in self._children:
@@ -187,8 +238,11 @@ class Stack:
 
     def report(self) -> str:
         width = max(len(c.name) for c in self.components)
-        return "\n".join(f"  {c.name:<{width}}  {'ready' if c.healthy else 'DOWN '}  {c.where}  ({c.detail})"
-                         for c in self.components)
+        lines = []
+        for c in self.components:
+            lines.append(f"  {c.name:<{width}}  {'ready' if c.healthy else 'DOWN '}  {c.where}  ({c.detail})")
+            lines.extend(f"  {'':<{width}}  !! {flag}" for flag in c.flags.values())
+        return "\n".join(lines)
 
     @property
     def healthy(self) -> bool:

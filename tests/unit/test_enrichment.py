@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import orjson
+import pytest
 
 from eyun.breaker import BreakerState, CircuitBreaker
 from eyun.client import EyunClient
@@ -85,6 +87,49 @@ def test_a_failing_api_never_holds_messages_beyond_the_bound() -> None:
             assert len(fake.calls) == calls  # breaker open: E云 is left alone
 
     with_fake(scenario)
+
+
+def test_the_breaker_opening_is_one_warning_per_outage_with_the_reason(caplog: pytest.LogCaptureFixture) -> None:
+    """E云 failing every call: said once when the breaker opens (not at each failed trial), once when it closes."""
+    async def scenario(fake: FakeEyun, url: str) -> None:
+        fake.knobs.failure_rate = 1.0
+        d = fake.directory
+        friends = iter(d.accounts[0].friends)
+
+        async def publish(key: bytes, value: bytes) -> None:
+            pass
+
+        async def enrich_until(state: BreakerState) -> None:
+            for _ in range(20):
+                await enricher.enrich([message(0, d, next(friends))])
+                if breaker.state is state:
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"the breaker never got {state}")
+
+        breaker = CircuitBreaker(threshold=3, cooldown=0.2)
+        async with EyunClient(url, DEFAULT_TOKEN, retries=0, pacing=(0.0, 0.0), breaker=breaker) as client:
+            enricher = Enricher(client, publish, bound=1.0, warm=False)
+            await enrich_until(BreakerState.OPEN)
+            for _ in range(3):  # cooldowns pass, each trial fails and re-opens it: the same outage
+                await asyncio.sleep(0.25)
+                await enrich_until(BreakerState.OPEN)
+            assert breaker.opened_count >= 4 and breaker.openings == 1
+            fake.knobs.failure_rate = 0.0
+            await asyncio.sleep(0.25)
+            await enrich_until(BreakerState.CLOSED)
+            fake.knobs.failure_rate = 1.0  # a second outage is a second warning
+            await enrich_until(BreakerState.OPEN)
+            assert breaker.openings == 2
+
+    with caplog.at_level(logging.INFO, logger="wxarchive.enrichment"):
+        with_fake(scenario)
+    said = [(r.levelname, r.getMessage(), getattr(r, "reason", None)) for r in caplog.records
+            if r.name == "wxarchive.enrichment"]
+    opened = "E云 lookups keep failing: circuit breaker open, messages are archived without names until E云 answers again"
+    closed = "E云 answers again: circuit breaker closed, lookups resume"
+    assert [(level, msg) for level, msg, _ in said] == [("WARNING", opened), ("INFO", closed), ("WARNING", opened)]
+    assert said[0][2] == "getContact: 失败 (code 1001)"  # what E云 answered, not "breaker open"
 
 
 def test_a_slow_answer_still_fills_the_cache_for_later_messages() -> None:
