@@ -341,9 +341,7 @@ class ChaosStack:
                  "edge": (["edge", "--spool"], f"{self.edge_url}/healthz")}
         for name, (args, probe) in specs.items():
             self.children[name] = Child(name, args, self.env(), self.logs / f"{name}.log", probe)
-        for child in self.children.values():  # the sink first: it migrates the schema
-            await child.start()
-            await child.wait_ready(self.http)
+        await asyncio.gather(*(self.restart(name) for name in self.children))  # each makes the topics it needs
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def _supervise(self) -> None:
@@ -359,7 +357,7 @@ class ChaosStack:
         await self.children[name].kill9()
 
     async def restart(self, name: str) -> float:
-        """Start a killed part again; returns when it is ready."""
+        """Start a part (again, after a kill); returns when it is ready."""
         child = self.children[name]
         await child.start()
         await child.wait_ready(self.http)
@@ -729,6 +727,16 @@ class ChaosReport:
         lines.append("")
         lines += [str(check) for check in self.checks]
         return "\n".join(lines)
+
+    def full(self) -> str:
+        """The report and the run's timeline: what a failing test shows and `save` writes."""
+        return self.render() + "\n\ntimeline:\n" + "\n".join(self.timeline)
+
+    def save(self, directory: Path) -> Path:
+        """`full()` as `report.txt` in the run's directory, next to the parts' logs."""
+        path = directory / "report.txt"
+        path.write_text(self.full() + "\n")
+        return path
 
 
 def _phase_of(phases: list[Phase], moment: float) -> int:

@@ -25,13 +25,13 @@ pytestmark = pytest.mark.timeout(900)
 def chaos(tmp_path_factory: pytest.TempPathFactory) -> ChaosReport:
     workdir = tmp_path_factory.mktemp("chaos")
     report = asyncio.run(run_chaos(ChaosConfig(), workdir))
-    (workdir / "report.txt").write_text(report.render() + "\n\ntimeline:\n" + "\n".join(report.timeline) + "\n")
+    report.save(workdir)
     return report
 
 
 def _explain(report: ChaosReport, key: str) -> str:
     failed = "\n".join(str(check) for check in report.failed(key))
-    return f"{failed}\n\n{report.render()}\n\ntimeline:\n" + "\n".join(report.timeline)
+    return f"{failed}\n\n{report.full()}"
 
 
 def test_every_callback_answered_200_is_in_raw_callbacks(chaos: ChaosReport) -> None:
