@@ -14,8 +14,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from deploy.kafka_broker import LocalKafka
 from tests.conftest import broker_spec
+from wxarchive.config import Settings
 from wxarchive.errors import BrokerError, PrerequisiteError
-from wxarchive.kafka_clients import probe_sync
+from wxarchive.kafka_clients import durable_producer, probe_sync, read_to_end
+from wxarchive.topics import RAW, ensure_topics
 
 
 def _processes_using(config_file: Path) -> list[int]:
@@ -80,6 +82,45 @@ def test_stop_leaves_no_process_and_data_persists(tmp_path: Path) -> None:
     finally:
         done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "stop"], env=env, capture_output=True, text=True)
     assert done.returncode == 0 and "stopped" in done.stdout
+    assert _processes_using(broker.config_file) == []
+
+
+def test_a_broker_killed_with_sigkill_comes_back_with_every_acknowledged_record(tmp_path: Path) -> None:
+    """kill -9 (a crash, the OOM killer): `wxarchive kafka start` brings the same data directory back, and every
+    record the broker acknowledged to an acks=all producer before it died is still there."""
+    broker = LocalKafka(broker_spec(tmp_path / "kafka"))
+    first = broker.start()
+    settings = Settings.load(env={"WXARCHIVE_KAFKA_BOOTSTRAP": broker.spec.bootstrap, "WXARCHIVE_DATA_DIR": str(tmp_path)})
+    sent = [f"callback {i}".encode() for i in range(500)]
+
+    async def produce() -> None:
+        await ensure_topics(settings, RAW)
+        producer = durable_producer(settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            acks = [await producer.send(RAW.name(settings), body, key=f"wc{i % 7}".encode()) for i, body in enumerate(sent)]
+            await asyncio.gather(*acks)  # every one acknowledged by the broker
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    assert first.pid is not None
+    os.kill(first.pid, signal.SIGKILL)
+    _, status = os.waitpid(first.pid, 0)  # this test's process started the JVM: reap it
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert broker.pid_file.exists()  # left behind, as after a crash
+
+    env = {**os.environ, "WXARCHIVE_DATA_DIR": str(tmp_path), "WXARCHIVE_KAFKA_BOOTSTRAP": broker.spec.bootstrap,
+           "WXARCHIVE_KAFKA_CONTROLLER_PORT": str(broker.spec.controller_port)}
+    started = subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "start"], env=env, capture_output=True,
+                             text=True, timeout=150)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.startswith(f"Kafka {broker.spec.version} ready on {broker.spec.bootstrap}")
+        kept = asyncio.run(read_to_end(settings.kafka_bootstrap, RAW.name(settings)))
+        assert sorted(record.value for record in kept) == sorted(sent)
+    finally:
+        subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "stop"], env=env, capture_output=True, timeout=60)
     assert _processes_using(broker.config_file) == []
 
 
