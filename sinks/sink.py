@@ -130,7 +130,12 @@ class Sink:
 
     async def run(self) -> None:
         """Consume, buffer and flush until stop(); a clean stop flushes and commits what it holds.
-        One flush is in flight while the next batch is read, so Kafka's fetches overlap ClickHouse's inserts."""
+        One flush is in flight while the next batch is read, so Kafka's fetches overlap ClickHouse's inserts.
+        Stopped while Kafka is away, the last commit is given up after a grace (KafkaWatch.cut_short_when_away):
+        its records are inserted already, and read again and dropped by their tokens after the next start."""
+        await self.kafka.cut_short_when_away(self._run(), "the sink's last flush", self._stopping)
+
+    async def _run(self) -> None:
         batch_s = self.settings.sink_batch_seconds
         try:
             while not self._stopping.is_set():
@@ -285,7 +290,14 @@ class Sink:
         """Close what start() opened (the Kafka clients even if never started: aiokafka warns of unclosed ones)."""
         await self.kafka.close()
         opened, self._started = self._started, set()  # not ready from here on
-        await self.consumer.stop()
+        try:
+            await self.consumer.stop()
+        except asyncio.CancelledError:
+            # aiokafka 0.14 stopped while Kafka is away: Fetcher.close awaits a fetch task it has just cancelled
+            # in its retry backoff and re-raises that cancellation; the consumer is closed all the same
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
         await self.producer.stop()
         if self._owns_clickhouse and "clickhouse" in opened:
             await self.clickhouse.close()

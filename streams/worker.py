@@ -79,6 +79,7 @@ class Worker:
         self._stopping = False
         self.kafka = KafkaWatch(settings.kafka_bootstrap)
         self._producer_started = self._app_started = False  # what start() did, so a retry does no step twice
+        self.stopped_cleanly = True  # False: stop() gave up on faust, which waits for an absent broker
         client = EyunClient(settings.eyun_url, settings.eyun_token) if settings.eyun_url else None
         if client is None:
             log.warning("no E云 API configured (WXARCHIVE_EYUN_URL): messages are archived without names")
@@ -218,18 +219,22 @@ class Worker:
         await self.app.start()
         self.kafka.follow(self.producer.client)
 
+    async def _stop_clients(self) -> None:
+        if self._app_started:
+            await self.app.stop()
+        await self.state.flush()
+        await self.producer.stop()  # never started: it still closes, or aiokafka warns of an unclosed producer
+
     async def start_when_kafka_answers(self, stopping: asyncio.Event) -> bool:
         """start(), once Kafka answers; False if `stopping` was set first (then only stop() is left to do)."""
         return await self.kafka.start_when_up(self.start, stopping)
 
     async def stop(self) -> None:
-        """Stop what was started: faust commits what was acknowledged; the dedupe state waits for its records."""
+        """Stop what was started: faust commits what was acknowledged; the dedupe state waits for its records.
+        With Kafka away those would wait for good: then they are cut short (KafkaWatch.cut_short_when_away)."""
         self._stopping = True
+        self.stopped_cleanly = await self.kafka.cut_short_when_away(self._stop_clients(), "the worker's stop")
         await self.kafka.close()
-        if self._app_started:
-            await self.app.stop()
-        await self.state.flush()
-        await self.producer.stop()  # never started: it still closes, or aiokafka warns of an unclosed producer
         self.state.close()
         await self.enricher.close()
         if self.enricher.client is not None:
@@ -237,7 +242,10 @@ class Worker:
 
 
 def run(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM, then stop faust cleanly (it commits what was acknowledged)."""
+    """Run until SIGINT or SIGTERM, then stop faust cleanly (it commits what was acknowledged); while Kafka is
+    away, faust gets a grace and the process then leaves without its final commit (at-least-once: the next
+    start repeats those records and their duplicates are dropped)."""
+    import os
     import signal
 
     from streams.worker_ops import serve_worker_ops
@@ -250,16 +258,23 @@ def run(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         # the health port first: while Kafka is away /healthz answers and /readyz says why not ready
         ops, url = await serve_worker_ops(worker, settings.worker_host, settings.worker_port)
+        finished = False
         try:
             if await worker.start_when_kafka_answers(stop):
                 print(f"worker archiving {RAW.name(settings)} from Kafka {settings.kafka_bootstrap}; "
                       f"health and metrics on {url}", flush=True)
                 await stop.wait()
+            finished = True
         finally:
             await ops.cleanup()
             await worker.stop()
             s = worker.stats
             print(f"worker stopped: {s.processed} records, {s.duplicates} duplicates, {s.dead_letters} dead letters, "
                   f"{s.hits} moderation hits", flush=True)
+            if not worker.stopped_cleanly:
+                # faust's consumer thread and tasks still wait for the broker, and asyncio.run and the interpreter
+                # would wait for them in turn: leave now (the dedupe state is closed; offsets are Kafka's)
+                logging.shutdown()
+                os._exit(0 if finished else 1)
 
     asyncio.run(main())

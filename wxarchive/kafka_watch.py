@@ -4,7 +4,8 @@ Why: started before its broker (a machine's boot order, a broker being restarted
 exit with a traceback. Now it says so once, keeps its health port up (/healthz 200, /readyz 503 with the
 reason), starts as soon as Kafka answers, and stops at once on SIGTERM meanwhile. Once running, the same
 watch asks the broker for its metadata every second, so /readyz turns 503 while Kafka is away and 200 again
-when it is back (the clients reconnect by themselves; this only tells the truth about them).
+when it is back (the clients reconnect by themselves; this only tells the truth about them). And told to stop
+while Kafka is away, they stop within STOP_GRACE_S instead of waiting for it (`cut_short_when_away`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ T = TypeVar("T")
 RETRY_S = 2.0
 REMIND_S = 60.0
 CHECK_EVERY_S = 1.0
+STOP_GRACE_S = 10.0
 # what a Kafka client (or our helpers around one) raises when the broker is away or stops answering mid-call;
 # anything else from a start (a ClickHouse that will not open, a bad setting) is not waited out
 KAFKA_DOWN: tuple[type[BaseException], ...] = (KafkaError, BrokerError, asyncio.TimeoutError)
@@ -137,6 +139,36 @@ class KafkaWatch:
                 log.info(f"Kafka at {self.bootstrap} answers again",
                          extra={"away": _waited(time.monotonic() - (self._down_since or time.monotonic()))})
             self._up()
+
+    async def cut_short_when_away(self, awaitable: Awaitable[None], what: str,
+                                  stopping: asyncio.Event | None = None) -> bool:
+        """Await `awaitable`; once `stopping` is set (None: from the start) and Kafka is away, give it at most
+        STOP_GRACE_S more, then cancel it and return False. Why: faust's stop, aiokafka's offset commits and
+        acknowledgements wait for a broker indefinitely, so a SIGTERM during an outage was never obeyed. Cutting
+        them short loses nothing: what was not committed is read again at the next start (at-least-once), and
+        its duplicates are dropped downstream (DESIGN invariant 2). Needs the watch still following Kafka."""
+        work = asyncio.ensure_future(awaitable)
+        try:
+            if stopping is not None:
+                stopper = asyncio.ensure_future(stopping.wait())
+                await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+            deadline: float | None = None
+            while not work.done():
+                if not self.up:
+                    deadline = deadline or time.monotonic() + STOP_GRACE_S
+                    if time.monotonic() >= deadline:
+                        work.cancel()
+                        await asyncio.gather(work, return_exceptions=True)
+                        log.warning(f"{what} cut short: Kafka at {self.bootstrap} is away; what was not committed "
+                                    "is read again at the next start", extra={"waited_s": STOP_GRACE_S})
+                        return False
+                await asyncio.wait({work}, timeout=0.25)
+        except BaseException:
+            work.cancel()  # our own cancellation: take the work down with us
+            raise
+        work.result()
+        return True
 
     def _down(self, reason: str) -> None:
         if self._down_since is None:

@@ -1,5 +1,6 @@
-"""The worker and the sink when Kafka is away: at start (they wait, say so once, and keep their health port up)
-and while running (they say they are not ready, keep their logs short, and carry on when Kafka is back)."""
+"""The worker and the sink when Kafka is away: at start (they wait, say so once, and keep their health port up),
+while running (they say they are not ready, keep their logs short, and carry on when Kafka is back), and when
+told to stop (they do, without a traceback, whether Kafka is there or not)."""
 
 from __future__ import annotations
 
@@ -63,13 +64,13 @@ class Part:
         try:
             out, _ = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack into the log, then exit
             out, _ = self.proc.communicate()
         return self.proc.returncode, out, time.monotonic() - started
 
 
 def _env(tmp_path: Path, bootstrap: str, worker_port: int, sink_port: int) -> dict[str, str]:
-    return {**os.environ, "WXARCHIVE_KAFKA_BOOTSTRAP": bootstrap, "WXARCHIVE_DATA_DIR": str(tmp_path / "var"),
+    return {**os.environ, "PYTHONFAULTHANDLER": "1", "WXARCHIVE_KAFKA_BOOTSTRAP": bootstrap, "WXARCHIVE_DATA_DIR": str(tmp_path / "var"),
             "WXARCHIVE_TOPIC_PREFIX": f"ko{os.getpid()}", "WXARCHIVE_KAFKA_PARTITIONS": "2",
             "WXARCHIVE_WORKER_STORE": "memory://", "WXARCHIVE_WORKER_PORT": str(worker_port),
             "WXARCHIVE_SINK_PORT": str(sink_port), "WXARCHIVE_SINK_BATCH_SECONDS": "0.5"}
@@ -182,13 +183,19 @@ def test_a_late_broker_and_an_outage_while_running(tmp_path: Path, idle_broker: 
             for part in parts:
                 report[f"{part.name}_log_lines_outage"] = len(part.lines()) - before[part.name]
 
+            # 3. away again, and then told to stop
+            await asyncio.to_thread(idle_broker.stop)
+            for part in parts:
+                await _until_status(http, f"{part.url}/readyz", 503, timeout=10)
+
     try:
         asyncio.run(scenario())
     finally:
         stopped = {part.name: part.stop() for part in parts}
+    report.update({f"{name}_stop_while_away_s": took for name, (_, _, took) in stopped.items()})
     print(report)
     for part in parts:
         assert report[f"{part.name}_log_lines_outage"] < OUTAGE_LOG_LINES, (part.name, part.lines())
-        code, out, _ = stopped[part.name]
-        assert code == 0, (part.name, part.lines()[-20:])
+        code, out, took = stopped[part.name]
+        assert code == 0 and took < 20, (part.name, code, took, part.lines()[-20:])
     assert "worker stopped: 400 records, 0 duplicates, 0 dead letters" in stopped["worker"][1]
