@@ -11,16 +11,21 @@ account, type and data, so a re-push has the same identity.
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
 
-from schemas.callback import Callback, PayloadError, as_u64, parse_callback
+from schemas.callback import ASCII_INT, ASCII_SPACE, Callback, PayloadError, as_u64, echo, json_type, parse_callback
 from schemas.message_types import Kind
 from schemas.xml_fields import XmlFields, extract, looks_like_xml, split_sender_prefix
 
 _MS_THRESHOLD = 100_000_000_000  # a Unix time above this is in milliseconds (year 5138 in seconds)
+_MAX_INT64 = 2**63 - 1            # time_ms is an Int64 column
+_INT32 = range(-(2**31), 2**31)   # native_type is an Int32 column
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # ASCII only: float() takes "١٢٣", "1_0", "nan"
 
 
 @dataclass(slots=True)
@@ -80,6 +85,7 @@ _FIELDS = tuple(f.name for f in fields(ArchiveMessage))
 
 
 def parse_message(body: bytes, *, with_xml: bool = True) -> ArchiveMessage:
+    """The archive record of `body`, or PayloadError: never another exception, whatever the bytes."""
     return normalize(parse_callback(body), with_xml=with_xml)
 
 
@@ -177,25 +183,40 @@ def _bool(value: Any) -> bool:
 
 
 def _small_int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    """WeChat's own msgType: informative, so what is not a 32-bit integer is None rather than an error."""
+    if isinstance(value, str):
+        text = value.strip(ASCII_SPACE)
+        value = int(text) if len(text) <= 11 and ASCII_INT.fullmatch(text) else None
+    elif isinstance(value, float):
+        value = int(value) if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value in _INT32:
+        return value
+    return None
 
 
 def _time_ms(value: Any) -> int | None:
-    """Seconds or milliseconds (the docs say seconds; some pushes and SDKs use milliseconds)."""
+    """Seconds or milliseconds (the docs say seconds; some pushes and SDKs use milliseconds). A string must be
+    an ASCII decimal; a value that is not finite or does not fit the Int64 column is an error, not a guess."""
     if value is None or value == "" or isinstance(value, bool):
         return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise PayloadError(f"data.timestamp must be a number, got {str(value)[:40]!r}") from None
+    number: int | float
+    if isinstance(value, str):
+        text = value.strip(ASCII_SPACE)
+        if len(text) > 40 or not _DECIMAL.fullmatch(text):
+            raise PayloadError(f"data.timestamp must be a number, got {echo(value)}")
+        number = int(text) if ASCII_INT.fullmatch(text) else float(text)
+    elif isinstance(value, (int, float)):
+        number = value
+    else:
+        raise PayloadError(f"data.timestamp must be a number, got {json_type(value)}")
+    if isinstance(number, float) and not math.isfinite(number):
+        raise PayloadError("data.timestamp must be a finite number")
     if number <= 0:
         return None
-    return int(number) if number >= _MS_THRESHOLD else int(number * 1000)
+    ms = int(number) if number >= _MS_THRESHOLD else int(number * 1000)
+    if ms > _MAX_INT64:
+        raise PayloadError("data.timestamp is out of range")
+    return ms
 
 
 def _at_list(value: Any) -> list[str]:

@@ -41,7 +41,9 @@ def looks_like_xml(content: str) -> bool:
     return content.lstrip().startswith("<")
 
 
-def extract(content: str) -> XmlFields:
+def extract(content: str, *, quotes: bool = True) -> XmlFields:
+    """The fields of `content`. `quotes=False` leaves a <refermsg> alone: a quoted message is read one level
+    deep only (its title), so a quote of a quote of … cannot recurse as deep as the body allows."""
     out = XmlFields()
     try:
         root = ET.fromstring(content.strip())
@@ -52,7 +54,7 @@ def extract(content: str) -> XmlFields:
         return out
     appmsg = root.find("appmsg")
     if appmsg is not None:
-        _appmsg(appmsg, out)
+        _appmsg(appmsg, out, quotes)
     for tag, attrs in (("location", ("label", "poiname")), ("emoji", ("md5",)), ("img", ("md5",)),
                        ("videomsg", ("md5", "playlength")), ("voicemsg", ("voicelength",))):
         node = root if root.tag == tag else root.find(tag)
@@ -75,11 +77,12 @@ def _text(node: ET.Element | None, path: str) -> str:
 
 
 def _int(text: str) -> int | None:
+    """An unsigned 64-bit id in ASCII digits, else None. Not str.isdigit() alone: it takes "²" and "١٢٣"."""
     text = text.strip()
-    return int(text) if text.isdigit() and int(text) < 2**64 else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 20 and int(text) < 2**64 else None
 
 
-def _appmsg(appmsg: ET.Element, out: XmlFields) -> None:
+def _appmsg(appmsg: ET.Element, out: XmlFields, quotes: bool) -> None:
     out.title = _text(appmsg, "title")
     out.description = _text(appmsg, "des")
     out.url = _text(appmsg, "url")
@@ -89,13 +92,13 @@ def _appmsg(appmsg: ET.Element, out: XmlFields) -> None:
         ext = _text(appmsg, "appattach/fileext")
         if ext:
             out.extra["fileext"] = ext
-    refer = appmsg.find("refermsg")
+    refer = appmsg.find("refermsg") if quotes else None
     if refer is not None:
         out.quoted_new_msg_id = _int(_text(refer, "svrid"))
         out.quoted_sender = _text(refer, "chatusr") or _text(refer, "fromusr")
         quoted = _text(refer, "content")
         # a quoted non-text message is itself XML; its own title is the readable part
-        out.quoted_text = extract(quoted).title if looks_like_xml(quoted) else quoted
+        out.quoted_text = extract(quoted, quotes=False).title if looks_like_xml(quoted) else quoted
         out.extra["quoted_display_name"] = _text(refer, "displayname")
     source = _text(appmsg, "sourcedisplayname") or _text(appmsg, "appinfo/appname")
     if source:

@@ -13,6 +13,7 @@ from schemas.message_types import CATALOGUE, Kind
 from tests.fixtures.seed import callback_example
 from tests.fixtures.callbacks import (ACCOUNT, EVENTS, GROUP, GROUP_EVENT_CODES, MEMBER, NO_GROUP_VARIANT, PEER, PRIVATE,
                                       RECALL, body, chat_callback, group_event_data)
+from tests.fixtures.callbacks import QUOTE as QUOTE_XML
 
 GROUP_CODES = {str(int(c) + 20000) for c in PRIVATE if c not in NO_GROUP_VARIANT}
 
@@ -263,3 +264,127 @@ def test_bad_input_names_the_problem(raw: bytes, reason: str) -> None:
 def test_envelope_only_parse_is_cheap_and_keeps_kind() -> None:
     cb = parse_callback(body(chat_callback("60001", group=True)))
     assert cb.message_type.kind is Kind.MESSAGE and cb.message_type.group and cb.wc_id == ACCOUNT
+
+
+# -- issue 11: every input gets a PayloadError, and one reading -----------------------------------------
+
+def _raw_data(fields: str, code: str = "60001") -> bytes:
+    """A body whose data object is the JSON text `fields`, for what no encoder writes."""
+    return b'{"wcId":"' + ACCOUNT.encode() + b'","messageType":"' + code.encode() + b'","data":{' + fields.encode() + b"}}"
+
+
+def _refused(raw: bytes, reason: str) -> None:
+    for with_xml in (False, True):
+        with pytest.raises(PayloadError) as err:
+            parse_message(raw, with_xml=with_xml)
+        assert err.value.reason.startswith(reason), err.value.reason
+        assert len(err.value.reason) <= 160
+
+
+@pytest.mark.parametrize(("timestamp", "reason"), [
+    ('"1e999"', "data.timestamp must be a finite number"),          # float() gave inf: OverflowError
+    ('"-1e999"', "data.timestamp must be a finite number"),
+    ('"nan"', "data.timestamp must be a number, got 'nan'"),        # float() gave nan: ValueError
+    ('"Infinity"', "data.timestamp must be a number"),
+    ('"١٦٤٠٥٩٤٤٧٠"', "data.timestamp must be a number"),             # float() reads Arabic-Indic digits
+    ('"1_640_594_470"', "data.timestamp must be a number"),          # and underscores
+    ("1.5e300", "data.timestamp is out of range"),                   # beyond the Int64 column
+    ('"' + "9" * 5000 + '"', "data.timestamp must be a number"),
+])
+def test_timestamp_that_is_no_time_is_refused(timestamp: str, reason: str) -> None:
+    _refused(_raw_data(f'"newMsgId":1,"timestamp":{timestamp}'), reason)
+
+
+def test_a_5000_digit_id_is_out_of_range_not_a_value_error() -> None:
+    _refused(_raw_data('"newMsgId":"' + "1" * 5000 + '"'), "newMsgId is out of the 64-bit range")
+    _refused(_raw_data('"newMsgId":1,"msgId":"-' + "9" * 5000 + '"'), "msgId is out of the 64-bit range")
+    padded = parse_message(_raw_data('"newMsgId":"' + "0" * 4990 + '12","msgId":"-' + "0" * 4990 + '1"'))
+    assert (padded.new_msg_id, padded.msg_id) == (12, 2**64 - 1)  # leading zeros are no digits
+
+
+def _deep(levels: int) -> str:
+    return "[" * levels + "1" + "]" * levels
+
+
+def test_data_nested_too_deep_is_refused_with_or_without_an_id() -> None:
+    # body, data and x are three levels: 198 arrays inside x make exactly MAX_DEPTH (200)
+    fine = parse_message(_raw_data('"x":' + _deep(198), code="85001"))
+    assert fine.identity.startswith("h:")  # hashed: orjson re-encodes it
+    for fields in ('"x":' + _deep(199), '"x":' + _deep(300), '"newMsgId":1,"x":' + _deep(300), '"x":' + _deep(1100)):
+        _refused(_raw_data(fields, code="85001"), "body nests deeper than 200 levels")  # was orjson's TypeError
+
+
+def test_lone_surrogate_with_deep_nesting_or_non_numbers_is_refused() -> None:
+    """The stdlib fallback took NaN and Infinity and had its own recursion limit (RecursionError, OverflowError
+    in _small_int). A lone surrogate now only changes the spelling orjson reads, not the reader."""
+    text = '"content":"\\ud800 hi"'
+    _refused(_raw_data(f'{text},"x":{_deep(5000)}'), "body nests deeper than 200 levels")
+    _refused(_raw_data(f'{text},"newMsgId":1,"msgType":Infinity'), "body is not standard JSON: Infinity is not a JSON number")
+    _refused(_raw_data(f'{text},"newMsgId":1,"msgType":-Infinity'), "body is not standard JSON: -Infinity is not a JSON number")
+    _refused(_raw_data(f'{text},"newMsgId":1,"timestamp":NaN'), "body is not standard JSON: NaN is not a JSON number")
+    _refused(_raw_data(f'{text},"newMsgId":18446744073709551616'), "newMsgId is not an exact integer")  # as orjson reads it
+    # a number beyond 64 bits in an unknown field: the stdlib read an int that orjson could not hash (TypeError)
+    m = parse_message(_raw_data(f'{text},"unknown":' + "1" * 30, code="85001"))
+    assert m.text.startswith("\ufffd") and m.identity.startswith("h:")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_standard_json_numbers_are_refused(literal: str) -> None:
+    _refused(_raw_data(f'"newMsgId":1,"x":{literal}'), f"body is not standard JSON: {literal} is not a JSON number")
+    _refused(_raw_data(f'"newMsgId":1,"fromUser":"a","fromUser":"b","x":{literal}'), "body is not standard JSON")
+
+
+@pytest.mark.parametrize(("key", "first"), [("wcId", '"wxid_other"'), ("messageType", '"80001"'), ("newMsgId", "2"),
+                                            ("data", '{"newMsgId":2}')])
+def test_a_repeated_top_level_routing_key_is_refused(key: str, first: str) -> None:
+    raw = f'{{"{key}":{first},"wcId":"wxid_acctA","messageType":"60001","newMsgId":1,"data":{{"newMsgId":1}}}}'
+    _refused(raw.encode(), f"duplicate key {key}")
+
+
+@pytest.mark.parametrize("key", ["newMsgId", "fromUser", "toUser", "fromGroup", "self", "sel"])
+def test_a_repeated_data_routing_key_is_refused(key: str) -> None:
+    _refused(_raw_data(f'"{key}":"1","newMsgId":1,"fromUser":"wxid_peer","{key}":"2"'), f"duplicate key data.{key}")
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"wcId":"wxid_other","messageType":"60001","data":{"newMsgId":1},"wcId":"wxid_acctA"}',  # the issue's body
+    b'{"wcId" :"wxid_other","messageType":"60001","data":{"newMsgId":1},"wcId"\t:"wxid_acctA"}',  # no `":` to count
+    b'{"wc\\u0049d":"wxid_other","messageType":"60001","data":{"newMsgId":1},"wcId":"wxid_acctA"}',  # an escaped key
+    b'{"wcId":"wxid_other","messageType":"60001","data":{"content":"https://x 10:30 a:\\nb"},"wcId":"wxid_acctA"}',
+])
+def test_a_repeated_wcid_is_refused_however_it_is_spelled(raw: bytes) -> None:
+    _refused(raw, "duplicate key wcId")
+
+
+def test_repeats_that_route_nothing_are_kept_as_orjson_reads_them() -> None:
+    assert parse_message(_raw_data('"newMsgId":1,"content":"a","content":"b"')).text == "b"
+    nested = parse_message(_raw_data('"newMsgId":1,"extra":{"fromUser":"a","fromUser":"b"}'))
+    assert nested.new_msg_id == 1  # a repeat inside an unknown object is not the routing field
+    both = parse_message(b'{"wcId":"wxid_a","messageType":"60001","newMsgId":5,"data":{"newMsgId":1}}')
+    assert both.new_msg_id == 1  # the same name at two levels is no repeat
+
+
+@pytest.mark.parametrize("digits", ["١٢٣", "１２３", "߁", "²", "12_3", "+5"])
+def test_ids_are_ascii_digits_only(digits: str) -> None:
+    _refused(_raw_data(f'"newMsgId":"{digits}"'), "newMsgId must be an integer in ASCII digits")
+    _refused(_raw_data(f'"newMsgId":1,"msgId":"{digits}"'), "msgId must be an integer in ASCII digits")
+    assert parse_message(_raw_data(f'"newMsgId":1,"msgType":"{digits}"')).native_type is None
+
+
+def test_ids_inside_xml_are_ascii_digits_only() -> None:
+    for digits in ("１２３", "²", "١٢٣", "9" * 5000):
+        quote = QUOTE_XML.replace("7773749793478223190", digits)
+        recall = RECALL.replace("1497474118261484795", digits)
+        assert parse_message(_with({"content": quote}, code="60014")).quoted_new_msg_id is None
+        assert parse_message(_with({"content": recall}, code="60018")).recalled_new_msg_id is None
+
+
+def test_zero_as_a_string_is_no_id_as_zero_is() -> None:
+    for zero in ('"0"', "0", '"00"', '"-0"'):
+        assert parse_message(_raw_data(f'"newMsgId":{zero}', code="85001")).new_msg_id is None
+
+
+def test_native_type_outside_int32_is_unknown_not_a_wrong_number() -> None:
+    for value in ("2147483648", '"99999999999"', "1.5e300", '"' + "9" * 5000 + '"'):
+        assert parse_message(_raw_data(f'"newMsgId":1,"msgType":{value}')).native_type is None
+    assert parse_message(_raw_data('"newMsgId":1,"msgType":"49"')).native_type == 49
