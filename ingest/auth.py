@@ -83,11 +83,12 @@ def parse_account_secrets(text: str) -> dict[str, str]:
     return out
 
 
-def parse_allow_list(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def parse_allow_list(text: str, setting: str = "edge_allow_ips") -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated IPs or CIDRs; `setting` names the field in the error (also used for the trusted proxies)."""
     networks = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise ConfigError(f"{env_name('edge_allow_ips')}: {item!r} is not an IP address or CIDR block") from None
+            raise ConfigError(f"{env_name(setting)}: {item!r} is not an IP address or CIDR block") from None
     return networks

@@ -88,6 +88,27 @@ class Settings:
     )
     edge_spool_max_mb: int = _setting(1024, "Spool size limit in MB; beyond it the edge answers 503 again.")
     edge_id: str = _setting("", "Name of this edge in record headers and metrics. Empty: the host name.")
+    edge_trusted_proxies: str = _setting(
+        "", "Proxies whose X-Forwarded-For the edge believes, comma-separated IPs or CIDRs; empty: none, the peer "
+        "address is the source.")
+    edge_ops_host: str = _setting("127.0.0.1", "Address of the edge's /healthz, /readyz and /metrics when they have their own port.")
+    edge_ops_port: int = _setting(
+        0, "Port of the edge's /healthz, /readyz and /metrics; the callback port then serves only /callback. "
+        "0: they stay on the callback port.")
+    edge_max_url_bytes: int = _setting(8192, "Longest request target (path and query) the edge reads (414 above).")
+    edge_max_header_bytes: int = _setting(8192, "Largest single request header, name and value (431 above).")
+    edge_max_head_bytes: int = _setting(16384, "Largest request head: request line and all headers (431 above).")
+    edge_max_headers: int = _setting(100, "Most headers in one request (431 above).")
+    edge_head_timeout: float = _setting(
+        10.0, "Seconds from a connection, or from the end of the previous answer, to the end of a request's head (408).")
+    edge_body_timeout: float = _setting(10.0, "Seconds from the end of a request's head to the end of its body (408).")
+    edge_keepalive_timeout: float = _setting(
+        5.0, "Seconds an idle connection stays open, also one that never sent a byte.")
+    edge_keepalive_requests: int = _setting(1000, "Requests one connection may carry; the last answer closes it.")
+    edge_max_connections: int = _setting(
+        1000, "Open connections; one more closes the oldest idle one, or gets 503 if none is idle. Lowered to fit "
+        "the open-file limit.")
+    edge_max_requests: int = _setting(1000, "Requests handled at once; beyond, 503 at once.")
     worker_host: str = _setting("127.0.0.1", "Address of the worker's health and metrics endpoint.")
     worker_port: int = _setting(8082, "Port of the worker's health and metrics endpoint (/healthz, /readyz, /metrics).")
     worker_store: str = _setting(
