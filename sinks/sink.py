@@ -40,7 +40,7 @@ from sinks.schema import DATABASE, migrate
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer, manual_commit_consumer
 from wxarchive.kafka_watch import KafkaWatch
-from wxarchive.topics import CONTACTS, DLQ, EVENTS, MESSAGES, MODERATION, RAW, ensure_topics
+from wxarchive.topics import CONTACTS, DLQ, EVENTS, MESSAGES, MODERATION, RAW, ensure_topics, max_derived_record_bytes
 
 log = logging.getLogger("wxarchive.sink")
 MAX_BACKOFF_S = 30.0
@@ -85,7 +85,8 @@ class Sink:
         self.feeds = {f"{settings.topic_prefix}.{feed.suffix}": feed for feed in FEEDS}
         self.group = f"{settings.topic_prefix}-sink"
         self.consumer = sink_consumer(settings, self.group, *self.feeds)
-        self.producer = durable_producer(settings.kafka_bootstrap)
+        # it dead-letters the worker's records, which may be as large as the topics the worker writes take
+        self.producer = durable_producer(settings.kafka_bootstrap, max_request_size=max_derived_record_bytes(settings))
         self.stats = SinkStats()
         self.pending: dict[TopicPartition, _Pending] = {}
         self.buffered = 0

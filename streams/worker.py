@@ -34,7 +34,7 @@ from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer, read_to_end
 from wxarchive.kafka_watch import KafkaWatch
 from wxarchive.topics import (CONTACTS, DLQ, EVENTS, KEYWORDS, MESSAGES, MODERATION, RAW, align_topic_config,
-                              dedupe_changelog, ensure_topics)
+                              dedupe_changelog, ensure_topics, max_derived_record_bytes)
 
 log = logging.getLogger("wxarchive.worker")
 BATCH_MAX = 1000
@@ -70,7 +70,8 @@ class Worker:
         self.topic_names = {t.suffix: t.name(settings) for t in (MESSAGES, EVENTS, MODERATION, DLQ, CONTACTS)}
         # outputs go through one durable aiokafka producer: a batch's sends are fired together and their
         # acknowledgements gathered once, cheaper than faust's per-message send machinery
-        self.producer = durable_producer(settings.kafka_bootstrap, linger_ms=5, max_batch_size=512 * 1024)
+        self.producer = durable_producer(settings.kafka_bootstrap, linger_ms=5, max_batch_size=512 * 1024,
+                                         max_request_size=max_derived_record_bytes(settings))
         self.dedupe_topic = dedupe_changelog(settings)
         self.state = DedupeState(settings.worker_store, settings.data_dir.resolve() / "worker" / f"{settings.topic_prefix}-dedupe",
                                  self.dedupe_topic.name(settings), settings.kafka_bootstrap,
@@ -94,6 +95,9 @@ class Worker:
         await ensure_topics(self.settings, RAW, DLQ, MESSAGES, EVENTS, MODERATION, KEYWORDS, CONTACTS, self.dedupe_topic)
         if await align_topic_config(self.settings, self.dedupe_topic):
             log.info("dedupe changelog retention set from the horizon", extra=self.dedupe_topic.config)
+        for sized in (MESSAGES, EVENTS, DLQ):  # their record size follows the edge's body limit
+            if await align_topic_config(self.settings, sized):
+                log.info("topic record size set from the body limit", extra={"topic": sized.name(self.settings)})
         for record in await read_to_end(self.settings.kafka_bootstrap, KEYWORDS.name(self.settings), timeout=120):
             self._apply_keyword(record.key, record.value)
         await self.keywords.refresh()

@@ -6,8 +6,9 @@ state per key (keywords, contacts) are compacted. Brokers must not auto-create t
 One size story (invariant 1: nothing accepted is lost): every record size limit derives from the edge's
 body limit. A raw or dead-letter record is at most the body plus `RECORD_HEADROOM_BYTES` (key, headers,
 batch framing), and the topics, the producers' request size and the edge's dead letters all use that
-figure, so a body the edge accepts is a record Kafka takes. The worker's records carry a parsed copy of
-the text beside its fields, so the topics it writes take twice that.
+figure, so a body the edge accepts is a record Kafka takes. The worker's record of a message holds the raw
+body as a JSON string and its decoded text beside it: up to three times the body (a body of escapes, each
+escaped again), so the topics the worker writes take four times the raw limit.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from wxarchive.errors import BrokerError
 
 
 RECORD_HEADROOM_BYTES = 64 * 1024  # key, headers (each bounded by the edge) and batch framing beside a body
+DERIVED_RECORD_FACTOR = 4  # a worker record is at most 3 bodies and its fields (tests/unit/test_record_sizes.py)
 HEADER_VALUE_MAX_BYTES = 256  # a header value taken from a request is cut to this many bytes
 
 
@@ -33,8 +35,8 @@ def max_record_bytes(settings: Settings) -> int:
 
 
 def max_derived_record_bytes(settings: Settings) -> int:
-    """The largest record the worker writes for one raw record (its parsed fields beside the text)."""
-    return 2 * max_record_bytes(settings)
+    """The largest record the worker writes for one raw record (see the module's docstring)."""
+    return DERIVED_RECORD_FACTOR * max_record_bytes(settings)
 
 
 def record_bytes(key: bytes | None, value: bytes, headers: tuple[tuple[str, bytes], ...] | list[tuple[str, bytes]]
