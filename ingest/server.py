@@ -3,16 +3,29 @@
 uvicorn gives graceful shutdown: on SIGTERM or Ctrl-C it stops accepting, lets requests in flight finish
 (up to a bound), then runs the app's shutdown, which stops the producer after its last acknowledgements.
 Scale out with more edge processes behind a load balancer; each has its own spool directory.
+
+Everything a stranger controls is bounded by the protocol (ingest/protocol.py) before the app sees a request.
+X-Forwarded-For is believed only from WXARCHIVE_EDGE_TRUSTED_PROXIES (none by default: uvicorn's own default
+trusts loopback, which let a local client pass the allow-list with a made-up address). With
+WXARCHIVE_EDGE_OPS_PORT set, /healthz, /readyz and /metrics move to their own address (ingest/ops.py).
 """
 
 from __future__ import annotations
 
+import socket
+import weakref
+
 import uvicorn
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 
 from ingest.app import EdgeApp
-from ingest.auth import Authenticator
+from ingest.auth import Authenticator, parse_allow_list
 from ingest.handoff import KafkaHandoff
 from ingest.metrics import EdgeMetrics
+from ingest.ops import CallbackOnly, serve_edge_ops
+from ingest.protocol import ConnectionGuard, EdgeLimits, raise_open_file_limit
 from ingest.spool import Spool
 from wxarchive.config import Settings
 from wxarchive.net import require_free_port
@@ -30,12 +43,62 @@ def build_app(settings: Settings, insecure: bool = False, probe_interval: float 
                    settings.edge_max_body_bytes, RAW.name(settings), DLQ.name(settings))
 
 
+_server_collectors: weakref.WeakKeyDictionary[CollectorRegistry, Collector] = weakref.WeakKeyDictionary()
+
+
 def server_config(app: EdgeApp, settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(app, host=settings.edge_host, port=settings.edge_port, loop="uvloop", http="httptools",
+    """uvicorn's configuration for the edge: its guarded protocol, proxies trusted only when configured, the
+    callback port narrowed to /callback when operations have their own port. The server's refusal counters join
+    the app's metrics (once per app: a second config replaces the first's)."""
+    guard = ConnectionGuard(EdgeLimits.from_settings(settings))
+    registry = app.metrics.registry
+    if registry in _server_collectors:
+        registry.unregister(_server_collectors[registry])
+    _server_collectors[registry] = guard.collector(settings.edge_id)
+    registry.register(_server_collectors[registry])
+    proxies = [str(net) for net in parse_allow_list(settings.edge_trusted_proxies, "edge_trusted_proxies")]
+    return uvicorn.Config(CallbackOnly(app) if settings.edge_ops_port else app, host=settings.edge_host,
+                          port=settings.edge_port, loop="uvloop", http=guard.protocol_class(), ws="none",
                           lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=10,
-                          server_header=False, date_header=False)
+                          server_header=False, date_header=False, timeout_keep_alive=settings.edge_keepalive_timeout,
+                          proxy_headers=bool(proxies), forwarded_allow_ips=proxies)
+
+
+class EdgeServer(uvicorn.Server):
+    """uvicorn's server for the edge, which also serves /healthz, /readyz and /metrics on their own address when
+    WXARCHIVE_EDGE_OPS_PORT is set: started before the callback port opens, stopped after it closed."""
+
+    def __init__(self, app: EdgeApp, settings: Settings) -> None:
+        super().__init__(server_config(app, settings))
+        self.edge_app, self.settings = app, settings
+        self.ops: web.AppRunner | None = None
+        self.ops_url = ""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        s = self.settings
+        if s.edge_ops_port:
+            self.ops, self.ops_url = await serve_edge_ops(self.edge_app, s.edge_ops_host, s.edge_ops_port)
+        try:
+            await super().startup(sockets)
+        except BaseException:
+            await self._stop_ops()
+            raise
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await self._stop_ops()
+
+    async def _stop_ops(self) -> None:
+        if self.ops is not None:
+            await self.ops.cleanup()
+            self.ops = None
 
 
 def serve(app: EdgeApp, settings: Settings) -> None:
+    raise_open_file_limit()
     require_free_port(settings.edge_host, settings.edge_port, "choose another with --port or WXARCHIVE_EDGE_PORT")
-    uvicorn.Server(server_config(app, settings)).run()
+    if settings.edge_ops_port:
+        require_free_port(settings.edge_ops_host, settings.edge_ops_port, "choose another with WXARCHIVE_EDGE_OPS_PORT")
+    EdgeServer(app, settings).run()
