@@ -4,7 +4,9 @@
 
 Needs wrk (apt-get install wrk) and Go (to build benchmarks/loadgen). The edge process is pinned to core 0;
 the broker and the load generators share core 1. Two runs of the same edge app, differing only in the
-hand-off: "bare" acknowledges at once, "kafka" waits for acks=all from a real local broker. Each run:
+hand-off: "bare" acknowledges at once, "kafka" waits for acks=all from a real local broker; a third run,
+"stock", is "bare" served by uvicorn's stock httptools protocol as the edge was before its limits (issue 11),
+so that what the limits cost is measured in the same run. Each run:
 closed loop at 64 connections (wrk) for the maximum rate, then an open loop at half the Kafka run's rate
 (the Go load generator, latency measured from each request's scheduled time) for p50/p99. Targets
 (issue 4): Kafka run at least 8,000 callbacks/s and 60% of bare; p99 at most 25 ms at half load.
@@ -47,7 +49,9 @@ end
 
 
 def serve(mode: str, port: int, bootstrap: str, data_dir: str) -> None:
-    """Run one edge (this script re-invoked under taskset). "bare" acknowledges without Kafka."""
+    """Run one edge (this script re-invoked under taskset). "bare" and "stock" acknowledge without Kafka;
+    "stock" serves on uvicorn's own httptools protocol with its defaults, the edge's configuration before
+    ingest/protocol.py."""
     import dataclasses
 
     import uvicorn
@@ -70,9 +74,14 @@ def serve(mode: str, port: int, bootstrap: str, data_dir: str) -> None:
         Settings.load(env={"WXARCHIVE_DATA_DIR": data_dir, "WXARCHIVE_KAFKA_BOOTSTRAP": bootstrap}),
         edge_port=port, edge_secret="bench", edge_id=f"bench-{mode}")
     app = build_app(settings)
-    if mode == "bare":
+    if mode in ("bare", "stock"):
         app.handoff = AckAtOnce(settings, app.metrics)
-    uvicorn.Server(server_config(app, settings)).run()
+    config = server_config(app, settings)
+    if mode == "stock":
+        config = uvicorn.Config(app, host=config.host, port=config.port, loop="uvloop", http="httptools",
+                                lifespan="on", access_log=False, log_level="warning", server_header=False,
+                                date_header=False)
+    uvicorn.Server(config).run()
 
 
 def wait_ready(url: str, timeout: float = 60) -> None:
@@ -122,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=15, help="closed-loop run length")
     parser.add_argument("--latency-seconds", type=int, default=60, help="open-loop run length at half load")
-    parser.add_argument("--serve", choices=["bare", "kafka"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["stock", "bare", "kafka"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
@@ -146,7 +155,7 @@ def main() -> None:
     broker = start_pinned_broker(work / "kafka")
     results: dict[str, dict[str, float]] = {}
     try:
-        for mode in ("bare", "kafka"):
+        for mode in ("stock", "bare", "kafka"):
             (port,) = free_ports(1)
             edge = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--serve", mode, "--port", str(port),
                                      "--bootstrap", broker.spec.bootstrap, "--data-dir", str(work / "var")],
@@ -172,14 +181,16 @@ def main() -> None:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    bare, kafka, half = results["bare"], results["kafka"], results["kafka@half"]
+    stock, bare, kafka, half = results["stock"], results["bare"], results["kafka"], results["kafka@half"]
     print(f"edge on one core (cpu 0); broker and load generators on cpu 1; bodies {mean_size:.0f} B on average")
     print(f"{'run':<34} {'callbacks/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'bare on stock uvicorn (no limits)':<34} {stock['rate']:>12,.0f} {stock['p50_ms']:>8.2f} {stock['p99_ms']:>8.2f} {stock['non_2xx']:>8.0f}")
     print(f"{'bare (no Kafka), 64 connections':<34} {bare['rate']:>12,.0f} {bare['p50_ms']:>8.2f} {bare['p99_ms']:>8.2f} {bare['non_2xx']:>8.0f}")
     print(f"{'Kafka acks=all, 64 connections':<34} {kafka['rate']:>12,.0f} {kafka['p50_ms']:>8.2f} {kafka['p99_ms']:>8.2f} {kafka['non_2xx']:>8.0f}")
     non_200 = sum(v for k, v in half["status"].items() if k != "200")  # type: ignore[union-attr]
     print(f"{'Kafka, open loop at half rate':<34} {half['rate']:>12,.0f} {half['p50_ms']:>8.2f} {half['p99_ms']:>8.2f} {non_200:>8.0f}")
     ratio = kafka["rate"] / bare["rate"]
+    print(f"the edge's limits: bare {bare['rate'] / stock['rate']:.2f} of stock uvicorn's rate")
     acknowledged = int(kafka["ok"] + half["status"].get("200", 0))  # type: ignore[union-attr]
     # wrk stops on a deadline with up to 64 requests in flight per run: written to Kafka, their 200 never counted
     in_flight = stored - acknowledged
