@@ -29,7 +29,7 @@ from wxarchive.logs import configure  # noqa: E402
 
 # seconds one round of the five faults took at the default bounds (docs/chaos.md), plus the start: the default
 # count keeps the load going that long, so no fault meets an idle edge; what is left is posted unpaced at the end
-ROUND_S = 110.0
+ROUND_S = 100.0
 START_S = 30.0
 
 
