@@ -576,7 +576,7 @@ async def fill_spool_disk(stack: ChaosStack, phase: Phase) -> None:
     while time.monotonic() - killed < 10 and not (await stack.spool_records() or 0) > 0:
         await asyncio.sleep(0.1)  # the edge has noticed the outage and is spooling
     await asyncio.sleep(1.0)
-    size = stack.spool_log.stat().st_size
+    size = stack.spool_log.stat().st_size if stack.spool_log.exists() else 0
     stack.limit_edge_file_size(size + 32 * 1024)
     phase.fault_at = time.monotonic()
     phase.notes.append(f"spool file limited to {size + 32 * 1024:,} bytes ({size:,} spooled)")
