@@ -10,13 +10,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-import uvicorn
 from aiokafka.structs import ConsumerRecord
 
 from eyun.directory import Directory
 from eyun.fake_server import FakeEyun, serve
 from ingest.app import EdgeApp
-from ingest.server import build_app, server_config
+from ingest.server import EdgeServer, build_app
 from wxarchive.config import Settings
 from schemas.callback import PayloadError
 from schemas.message import parse_message
@@ -58,7 +57,7 @@ def edge_settings(settings: Settings, **changes: object) -> Settings:
 async def running_edge(settings: Settings, insecure: bool = False) -> AsyncIterator[tuple[str, EdgeApp]]:
     """The edge served by uvicorn inside this event loop; yields its base URL and the app."""
     app = build_app(settings, insecure=insecure, probe_interval=0.2)
-    server = uvicorn.Server(server_config(app, settings))
+    server = EdgeServer(app, settings)
     task = asyncio.create_task(server.serve())
     deadline = asyncio.get_running_loop().time() + 30
     while not server.started:

@@ -41,28 +41,15 @@ examples:
   wxarchive config                    print the effective configuration (secrets masked)"""
 
 
-# The settings' help texts (wxarchive/config.py) are shared by every command, but a flag one of them names may
-# belong to one command only. Each other command's --help says instead what applies to it, so that no --help
-# offers a flag its command does not have: setting -> (command with the flag, sentence naming it, elsewhere).
-_ONE_COMMANDS_FLAG = {
-    "edge_secret": ("edge", "Required unless --insecure.",
-                    "Without one, `wxarchive edge` refuses to start unless run as `wxarchive edge --insecure` (local "
-                    "use), and `wxarchive up` runs its edge for loopback use only."),
-}
-
-
-def _setting_help(name: str, text: str, command: str) -> str:
-    owner, sentence, elsewhere = _ONE_COMMANDS_FLAG.get(name, (command, "", ""))
-    return text.replace(sentence, elsewhere) if command != owner and sentence else text
-
-
-def _config_flags(command: str) -> argparse.ArgumentParser:
-    """The configuration flags, as the help of `command` describes them."""
+# The settings' help texts (wxarchive/config.py) are shared by every command: a flag one of them names is named
+# with its command (`wxarchive edge --insecure`), so no --help offers a flag its command does not have.
+def _config_flags() -> argparse.ArgumentParser:
+    """The configuration flags: one per setting, its help from the setting."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("configuration (each flag overrides its WXARCHIVE_* variable)")
     for f in fields(Settings):
         group.add_argument(flag_name(f.name), dest=f"cfg_{f.name}", metavar=f.name.split("_")[-1].upper(),
-                           help=f"{_setting_help(f.name, f.metadata['help'], command)} [{env_name(f.name)}]")
+                           help=f"{f.metadata['help']} [{env_name(f.name)}]")
     return parent
 
 
@@ -72,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     def _leaf(group: Any, name: str, run: Callable[[argparse.Namespace, Settings], int], help: str,
               **details: str) -> argparse.ArgumentParser:
         """A runnable command: every one takes the configuration flags."""
-        command = group.add_parser(name, parents=[_config_flags(name)], formatter_class=formatter, help=help, **details)
+        command = group.add_parser(name, parents=[_config_flags()], formatter_class=formatter, help=help, **details)
         command.set_defaults(run=run)
         return command
 

@@ -71,7 +71,9 @@ class Settings:
     edge_host: str = _setting("127.0.0.1", "Address the ingest edge listens on (0.0.0.0 to accept E云 from outside).")
     edge_port: int = _setting(8080, "Port of the ingest edge.")
     edge_secret: str = _setting(
-        "", "Shared secret in the callback URL: POST /callback/SECRET (or ?secret=). Required unless --insecure.",
+        "", "Shared secret in the callback URL: POST /callback/SECRET (or ?secret=). Without one, `wxarchive edge` "
+        "refuses to start unless run as `wxarchive edge --insecure` (local use), and `wxarchive up` runs its edge "
+        "for loopback use only.",
         secret=True,
     )
     edge_account_secrets: str = _setting(

@@ -103,8 +103,11 @@ class Stack:
         """Start every part in dependency order; on any failure stop what was started and raise.
         `prepare(settings)` runs once Kafka answers, before anything reads from it."""
         s = self.settings
-        for host, port, name in ((s.sink_host, s.sink_port, "sink_port"), (s.edge_host, s.edge_port, "edge_port"),
-                                 (s.worker_host, s.worker_port, "worker_port")):
+        ports = [(s.sink_host, s.sink_port, "sink_port"), (s.edge_host, s.edge_port, "edge_port"),
+                 (s.worker_host, s.worker_port, "worker_port")]
+        if s.edge_ops_port:
+            ports.append((s.edge_ops_host, s.edge_ops_port, "edge_ops_port"))
+        for host, port, name in ports:
             require_free_port(host, port, f"set {env_name(name)} to another port")  # before starting anything
         try:
             await asyncio.to_thread(self._start_kafka)
@@ -166,7 +169,8 @@ class Stack:
         secured = bool(s.edge_secret or s.edge_account_secrets)
         base = f"http://{s.edge_host}:{s.edge_port}"
         self.edge_url = f"{base}/callback/{s.edge_secret}" if s.edge_secret else f"{base}/callback"
-        await self._start_child("edge", ["edge", *([] if secured else ["--insecure"])], f"{base}/readyz")
+        ops = f"http://{s.edge_ops_host}:{s.edge_ops_port}" if s.edge_ops_port else base
+        await self._start_child("edge", ["edge", *([] if secured else ["--insecure"])], f"{ops}/readyz")
         shown = f"{base}/callback/****" if s.edge_secret else f"{base}/callback"
         self.components.append(Component("edge", True, shown, "no secret: loopback use only" if not secured
                                          else "callbacks need the secret"))
