@@ -311,6 +311,8 @@ class ChaosStack:
         })
         self.edge_url = f"http://127.0.0.1:{edge_port}"
         self.callback_url = f"{self.edge_url}/callback/{SECRET}"
+        s = self.settings  # /healthz and /metrics are on the callback port unless the edge has an ops port
+        self.edge_ops_url = f"http://{s.edge_ops_host}:{s.edge_ops_port}" if s.edge_ops_port else self.edge_url
         self.spool_log = self.settings.data_dir / "edge-spool" / EDGE_ID / "spool.log"
         self.logs = workdir / "logs"
         self.children: dict[str, Child] = {}
@@ -338,7 +340,7 @@ class ChaosStack:
         specs = {"sink": (["sink"], f"http://127.0.0.1:{s.sink_port}/readyz"),
                  "worker": (["worker"], f"http://127.0.0.1:{s.worker_port}/readyz"),
                  # /healthz, not /readyz: the edge is restarted while the broker is down too, and must take callbacks
-                 "edge": (["edge", "--spool"], f"{self.edge_url}/healthz")}
+                 "edge": (["edge", "--spool"], f"{self.edge_ops_url}/healthz")}
         for name, (args, probe) in specs.items():
             self.children[name] = Child(name, args, self.env(), self.logs / f"{name}.log", probe)
         await asyncio.gather(*(self.restart(name) for name in self.children))  # each makes the topics it needs
@@ -395,7 +397,7 @@ class ChaosStack:
         return None
 
     async def spool_records(self) -> float | None:
-        return await self.metric(self.edge_url, "wxarchive_edge_spool_records")
+        return await self.metric(self.edge_ops_url, "wxarchive_edge_spool_records")
 
     async def stop_parts(self) -> dict[str, int]:
         """Stop the children (edge first, so nothing new arrives; the sink last, so it flushes all)."""
