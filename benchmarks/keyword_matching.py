@@ -2,7 +2,7 @@
 
     .venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/keyword_matching.py [--messages 300000]
 
-Ours: streams.keyword_matcher.KeywordMatcher on micro-batches of 1,000 messages: fold (width, case,
+Ours: moderation.matcher.KeywordMatcher on micro-batches of 1,000 messages: fold (width, case,
 traditional, digits, separators, zero-width), daachorse, hits mapped to original offsets, Hit records
 built. Baselines in the same run, on the same messages, un-normalized: daachorse charwise called per
 message (the fastest raw matcher), and plain pyahocorasick per message. Targets (issue 5): ours at least
@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import daachorse  # noqa: E402
 
-from streams.keyword_matcher import KeywordMatcher, KeywordRule, Subject  # noqa: E402
-from streams.text_fold import fold_table  # noqa: E402
+from moderation.matcher import KeywordMatcher, Subject  # noqa: E402
+from schemas.keywords import KeywordRule  # noqa: E402
+from moderation.fold import fold_table  # noqa: E402
 from timing import best_seconds, pin_to_one_core  # noqa: E402
 
 EVASIONS: list[Callable[[str], str]] = [

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eyun.traffic import _PHRASES, DEMO_KEYWORDS  # noqa: E402
-from sinks.clickhouse_client import open_client  # noqa: E402
+from wxarchive.clickhouse import open_client  # noqa: E402
 from sinks.schema import migrate  # noqa: E402
 
 SENSITIVE = [word for word, _, _ in DEMO_KEYWORDS if len(word) >= 2]

@@ -85,7 +85,7 @@ async def run_direct(settings: Settings, expected: int) -> dict[str, float]:
     (clickhouse-connect's native format); the faster one is the baseline."""
     import orjson
 
-    from sinks.clickhouse_client import open_client
+    from wxarchive.clickhouse import open_client
     from sinks.rows import MESSAGE_FIELDS
     from sinks.schema import migrate
     from wxarchive.kafka_clients import read_to_end

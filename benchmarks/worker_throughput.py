@@ -47,8 +47,8 @@ async def setup(settings: Settings, records: int) -> dict[str, int]:
     from eyun.traffic import DEMO_KEYWORDS, TrafficConfig, TrafficGenerator
     from schemas.message import parse_message
     from streams.enrichment import snapshot_record
-    from streams.keyword_admin import write_rules
-    from streams.keyword_matcher import KeywordRule
+    from moderation.keyword_admin import write_rules
+    from schemas.keywords import KeywordRule
     from wxarchive.kafka_clients import durable_producer
     from wxarchive.topics import CONTACTS, KEYWORDS, RAW, Topic, ensure_topics
 

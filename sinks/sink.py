@@ -34,7 +34,7 @@ from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
-from sinks.clickhouse_client import AsyncClickHouse, parse_dsn
+from wxarchive.clickhouse import AsyncClickHouse, parse_dsn
 from sinks.rows import FEEDS, RowError, TableFeed
 from sinks.schema import DATABASE, migrate
 from wxarchive.config import Settings

@@ -21,7 +21,7 @@ import orjson
 from schemas.callback import PayloadError
 from schemas.message import ArchiveMessage, parse_message
 from streams.enrichment import Names
-from streams.keyword_matcher import Hit, KeywordMatcher, Subject
+from moderation.matcher import Hit, KeywordMatcher, Subject
 
 TEXT_FIELDS = ("text", "title", "description", "file_name", "quoted_text")
 

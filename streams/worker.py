@@ -28,7 +28,7 @@ from eyun.client import EyunClient
 from streams.dedupe_state import DedupeState
 from streams.enrichment import Enricher
 from streams.faust_app import create_app
-from streams.keyword_set import KeywordSet
+from moderation.keyword_set import KeywordSet
 from streams.processing import RawRecord, finish_batch, prepare_batch
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer, read_to_end

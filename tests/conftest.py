@@ -82,7 +82,7 @@ def chdb_dsn(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def open_clickhouse(chdb_dsn: str) -> Iterator[Callable[..., object]]:
-    from sinks.clickhouse_client import open_client
+    from wxarchive.clickhouse import open_client
 
     clients = []
 

@@ -356,7 +356,7 @@ def _cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.clickhouse_client import open_client, parse_dsn
+    from wxarchive.clickhouse import open_client, parse_dsn
     from sinks.schema import MIGRATIONS, cluster_statements, migrate
 
     if args.cluster and not args.print_sql:
@@ -385,17 +385,14 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.clickhouse_client import open_client
+    from wxarchive.clickhouse import open_client, read_only_query
 
     query = args.query if args.query is not None else sys.stdin.read()
     if not query.strip():
         raise ConfigError("sql: no query given (as an argument or on standard input)")
     client = open_client(settings.clickhouse_dsn)
     try:
-        result = client.raw_query(query.strip().rstrip(";"), fmt=args.format, settings={"readonly": 2})
-    except Exception as exc:  # clickhouse-connect's errors carry ClickHouse's message: show its first line
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ClickHouseError(f"the query failed: {text}") from None
+        result = read_only_query(client, query, args.format)
     finally:
         client.close()
     sys.stdout.buffer.write(result)
@@ -408,8 +405,8 @@ def _cmd_keywords(args: argparse.Namespace, settings: Settings) -> int:
 
     import orjson
 
-    from streams.keyword_admin import current_rules, describe, read_import_file, write_rules
-    from streams.keyword_matcher import KeywordRule
+    from moderation.keyword_admin import current_rules, describe, read_import_file, write_rules
+    from schemas.keywords import KeywordRule
 
     mode = "strict" if getattr(args, "strict", False) else "fuzzy"
     if args.action == "add":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import contextmanager
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -32,6 +32,20 @@ def durable_producer(bootstrap: str, **overrides: object) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def publish(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+    """Write (key, value) records to `topic` with the durable producer and return once every one is acknowledged
+    by all in-sync replicas: how the read side and the CLI record an event before they answer. A None value is
+    a tombstone (a compacted topic forgets the key)."""
+    producer = durable_producer(bootstrap)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    return len(sent)
 
 
 RECORD_ERRORS: tuple[type[KafkaError], ...] = (

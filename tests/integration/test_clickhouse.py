@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.clickhouse_client import AsyncClickHouse, open_client, parse_dsn
+from wxarchive.clickhouse import AsyncClickHouse, open_client, parse_dsn
 from wxarchive.errors import ClickHouseError
 
 
@@ -46,7 +46,7 @@ def test_data_survives_reopen(chdb_dsn: str) -> None:
 
 def test_second_process_is_told_who_owns_the_directory(open_clickhouse: Callable[..., object], chdb_dsn: str) -> None:
     open_clickhouse()
-    code = ("import sys\nfrom sinks.clickhouse_client import open_client\nfrom wxarchive.errors import ClickHouseError\n"
+    code = ("import sys\nfrom wxarchive.clickhouse import open_client\nfrom wxarchive.errors import ClickHouseError\n"
             f"try:\n    open_client({chdb_dsn!r})\nexcept ClickHouseError as e:\n    print(e); sys.exit(1)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert done.returncode == 1

@@ -19,8 +19,8 @@ from eyun.traffic import DEMO_KEYWORDS, TrafficConfig, TrafficGenerator
 from schemas.callback import PayloadError
 from schemas.message import parse_message
 from sinks.sink import Sink
-from streams.keyword_admin import write_rules
-from streams.keyword_matcher import KeywordRule
+from moderation.keyword_admin import write_rules
+from schemas.keywords import KeywordRule
 from streams.worker import Worker
 from tests.support import publish_raw, read_topic, run_with_fake_eyun, until
 from wxarchive.config import Settings

@@ -34,7 +34,7 @@ def test_queries_answer_and_writes_are_refused(tmp_path: Path) -> None:
 
 HOLDER = """
 import sys
-from sinks.clickhouse_client import open_client
+from wxarchive.clickhouse import open_client
 client = open_client(sys.argv[1])
 print("open", flush=True)
 sys.stdin.read()  # hold the directory until the test closes our standard input
@@ -64,7 +64,7 @@ def test_a_held_directory_gets_one_line_naming_its_owner(tmp_path: Path) -> None
 
 TICKER = """
 import os, sys, threading, time
-from sinks.clickhouse_client import open_client
+from wxarchive.clickhouse import open_client
 stop, opening, during = threading.Event(), threading.Event(), []
 def tick():
     n = 0

@@ -18,8 +18,8 @@ import orjson
 from eyun.directory import Directory
 from eyun.fake_server import DEFAULT_TOKEN, FakeEyun
 from eyun.traffic import DEMO_KEYWORDS, TrafficConfig, TrafficGenerator
-from streams.keyword_admin import write_rules
-from streams.keyword_matcher import KeywordRule
+from moderation.keyword_admin import write_rules
+from schemas.keywords import KeywordRule
 from streams.worker import Worker
 from tests.support import publish_raw, read_topic, run_with_fake_eyun, until
 from wxarchive.config import Settings

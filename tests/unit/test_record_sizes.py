@@ -8,7 +8,7 @@ import pytest
 
 from streams.enrichment import Names
 from streams.processing import RawRecord, finish_batch, prepare_batch
-from streams.keyword_matcher import KeywordMatcher
+from moderation.matcher import KeywordMatcher
 from wxarchive.config import Settings
 from wxarchive.topics import max_derived_record_bytes, max_record_bytes, record_bytes
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from streams.keyword_matcher import KeywordMatcher, KeywordRule
+from moderation.matcher import KeywordMatcher
+from schemas.keywords import KeywordRule
 
 MODES = ("fuzzy", "strict")
 

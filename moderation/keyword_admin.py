@@ -8,27 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.keyword_matcher import KeywordRule
-from streams.keyword_set import KeywordSet, parse_rule_line, removal_record, rule_to_record
+from schemas.keywords import KeywordRule
+from moderation.keyword_set import KeywordSet, parse_rule_line, removal_record, rule_to_record
 from wxarchive.config import Settings
 from wxarchive.errors import WxarchiveError
-from wxarchive.kafka_clients import durable_producer, read_to_end
+from wxarchive.kafka_clients import publish, read_to_end
 from wxarchive.topics import KEYWORDS, ensure_topics
 
 
 async def write_rules(settings: Settings, rules: list[KeywordRule], remove: bool = False) -> int:
     await ensure_topics(settings, KEYWORDS)
-    producer = durable_producer(settings.kafka_bootstrap)
-    await producer.start()
-    try:
-        topic = KEYWORDS.name(settings)
-        for rule in rules:
-            key, value = removal_record(rule) if remove else rule_to_record(rule)
-            await producer.send(topic, value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return len(rules)
+    return await publish(settings.kafka_bootstrap, KEYWORDS.name(settings),
+                         (removal_record(rule) if remove else rule_to_record(rule) for rule in rules))
 
 
 async def current_rules(settings: Settings) -> list[KeywordRule]:

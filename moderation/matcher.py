@@ -2,13 +2,13 @@
 
 Engine: daachorse's charwise double-array Aho-Corasick, the fastest measured for Chinese (reference
 §4.2), with overlapping output so a short word never hides a longer one. A `fuzzy` rule matches the folded
-text (streams/text_fold.py), so evasions are caught; a `strict` rule matches the text as written, for words
+text (moderation/fold.py), so evasions are caught; a `strict` rule matches the text as written, for words
 whose folding would catch too much. Allow-list phrases suppress any hit whose span they cover, in the same
 space (fuzzy or strict) as the hit: "赌气" allowed keeps "赌" quiet inside it. A rule may be scoped to listed
 groups or accounts. Hits carry original-text offsets and a snippet, so a moderator sees what was written.
 
 Automata cannot be changed after building; a new list is compiled off to the side (about 10 ms per
-10,000 words) and swapped in whole (streams/keyword_set.py).
+10,000 words) and swapped in whole (moderation/keyword_set.py).
 """
 
 from __future__ import annotations
@@ -19,30 +19,10 @@ from dataclasses import dataclass, field
 
 import daachorse
 
-from streams.text_fold import SEPARATOR, fold, fold_batch
+from moderation.fold import SEPARATOR, fold, fold_batch
+from schemas.keywords import KeywordRule
 
 SNIPPET_CONTEXT = 12
-
-
-@dataclass(frozen=True)
-class KeywordRule:
-    word: str
-    category: str = "default"
-    severity: int = 1
-    mode: str = "fuzzy"                    # "fuzzy": folded match; "strict": as written
-    allow: bool = False                    # an allow-list phrase, not a sensitive word
-    pinyin: bool = False                   # also match the word spelled in pinyin ("dubo" for 赌博)
-    groups: tuple[str, ...] = ()           # only in these groups (empty: everywhere) ...
-    accounts: tuple[str, ...] = ()         # ... or only for these archived accounts
-
-    @property
-    def key(self) -> str:
-        return f"{'allow' if self.allow else 'deny'}:{self.mode}:{self.word}"
-
-    def applies(self, account: str, conversation: str) -> bool:
-        if not self.groups and not self.accounts:
-            return True
-        return conversation in self.groups or account in self.accounts
 
 
 @dataclass(frozen=True)
