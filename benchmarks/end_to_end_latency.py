@@ -33,7 +33,7 @@ from schemas.message import parse_message  # noqa: E402
 from sinks.sink import Sink  # noqa: E402
 from wxarchive.config import Settings  # noqa: E402
 from wxarchive.net import free_ports  # noqa: E402
-from wxarchive.stack import Stack  # noqa: E402
+from commands.stack import Stack  # noqa: E402
 
 
 async def post_at_rate(url: str, bodies: list[tuple[tuple[str, str] | None, bytes]], rate: float,

@@ -1,8 +1,5 @@
-"""Running the edge: the app wired from settings, served by uvicorn (httptools, uvloop) on one process.
-
-uvicorn gives graceful shutdown: on SIGTERM or Ctrl-C it stops accepting, lets requests in flight finish
-(up to a bound), then runs the app's shutdown, which stops the producer after its last acknowledgements.
-Scale out with more edge processes behind a load balancer; each has its own spool directory.
+"""The edge's server: the app wired from settings, served by uvicorn (httptools, uvloop) on one process
+(ingest/service.py runs it).
 
 Everything a stranger controls is bounded by the protocol (ingest/protocol.py) before the app sees a request.
 X-Forwarded-For is believed only from WXARCHIVE_EDGE_TRUSTED_PROXIES (none by default: uvicorn's own default
@@ -25,10 +22,9 @@ from ingest.auth import Authenticator, parse_allow_list
 from ingest.handoff import KafkaHandoff
 from ingest.metrics import EdgeMetrics
 from ingest.ops import CallbackOnly, serve_edge_ops
-from ingest.protocol import ConnectionGuard, EdgeLimits, raise_open_file_limit
+from ingest.protocol import ConnectionGuard, EdgeLimits
 from ingest.spool import Spool
 from wxarchive.config import Settings
-from wxarchive.net import require_free_port
 from wxarchive.topics import DLQ, RAW
 
 
@@ -94,11 +90,3 @@ class EdgeServer(uvicorn.Server):
         if self.ops is not None:
             await self.ops.cleanup()
             self.ops = None
-
-
-def serve(app: EdgeApp, settings: Settings) -> None:
-    raise_open_file_limit()
-    require_free_port(settings.edge_host, settings.edge_port, "choose another with --port or WXARCHIVE_EDGE_PORT")
-    if settings.edge_ops_port:
-        require_free_port(settings.edge_ops_host, settings.edge_ops_port, "choose another with WXARCHIVE_EDGE_OPS_PORT")
-    EdgeServer(app, settings).run()

@@ -334,30 +334,3 @@ def refused_for_data(exc: BaseException) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-def run(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM; then flush and commit what is buffered, and stop."""
-    import signal
-
-    from sinks.sink_ops import serve_sink_ops
-
-    async def main() -> None:
-        sink = Sink(settings)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, sink.stop)
-        # the health port first: while Kafka is away /healthz answers and /readyz says why not ready
-        ops, url = await serve_sink_ops(sink, settings.sink_host, settings.sink_port)
-        try:
-            if await sink.start_when_kafka_answers():
-                print(f"sink writing {', '.join(sink.feeds)} into {DATABASE} at {sink.clickhouse_display}; "
-                      f"health and metrics on {url}", flush=True)
-                await sink.run()
-        finally:
-            await ops.cleanup()
-            await sink.close()
-            rows = ", ".join(f"{n} {t}" for t, n in sorted(sink.stats.rows.items())) or "no rows"
-            print(f"sink stopped: {rows}; {sink.stats.dead_letters} dead letters", flush=True)
-
-    asyncio.run(main())

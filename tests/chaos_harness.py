@@ -218,7 +218,7 @@ class Child:
     async def start(self) -> None:
         async with self.lock:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "wxarchive.cli", *self.args, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+                sys.executable, "-m", "commands", *self.args, env=self.env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             self._spawned.append(proc)
             assert proc.stdout is not None
@@ -625,7 +625,7 @@ class Archive:
 async def sql(env: dict[str, str], query: str) -> list[list[str]]:
     """A query through `wxarchive sql`, as a user runs it once no process holds the embedded ClickHouse."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wxarchive.cli", "sql", "--format", "TabSeparated", query, env=env,
+        sys.executable, "-m", "commands", "sql", "--format", "TabSeparated", query, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     if proc.returncode != 0:

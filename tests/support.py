@@ -15,7 +15,7 @@ from aiokafka.structs import ConsumerRecord
 from eyun.directory import Directory
 from eyun.fake_server import FakeEyun, serve
 from ingest.app import EdgeApp
-from ingest.server import EdgeServer, build_app
+from ingest.service import serve as serve_edge
 from wxarchive.config import Settings
 from schemas.callback import PayloadError
 from schemas.message import parse_message
@@ -55,23 +55,10 @@ def edge_settings(settings: Settings, **changes: object) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running_edge(settings: Settings, insecure: bool = False) -> AsyncIterator[tuple[str, EdgeApp]]:
-    """The edge served by uvicorn inside this event loop; yields its base URL and the app."""
-    app = build_app(settings, insecure=insecure, probe_interval=0.2)
-    server = EdgeServer(app, settings)
-    task = asyncio.create_task(server.serve())
-    deadline = asyncio.get_running_loop().time() + 30
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("the edge stopped during start-up")
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("the edge did not start")
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://{settings.edge_host}:{settings.edge_port}", app
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)  # a shutdown that hangs fails here, not at the suite's timeout
+    """The edge served by uvicorn inside this event loop (probing Kafka every 0.2 s); yields its base URL and the
+    app."""
+    async with serve_edge(settings, insecure=insecure, probe_interval=0.2) as edge:
+        yield f"http://{settings.edge_host}:{settings.edge_port}", edge.app
 
 
 async def publish_raw(s: Settings, bodies: list[bytes], received_ms: int | None = None) -> None:

@@ -188,14 +188,14 @@ def test_no_secret_means_no_start_unless_insecure(settings: Settings) -> None:
 
 def test_edge_command_refuses_to_run_open_or_on_a_taken_port(settings: Settings) -> None:
     env = {"PATH": "/usr/bin:/bin", "WXARCHIVE_DATA_DIR": str(settings.data_dir), "WXARCHIVE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
-    done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "edge"], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "commands", "edge"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("wxarchive: error: the edge needs a secret: set WXARCHIVE_EDGE_SECRET")
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "edge", "--port", str(port)],
+        done = subprocess.run([sys.executable, "-m", "commands", "edge", "--port", str(port)],
                               env={**env, "WXARCHIVE_EDGE_SECRET": "s3cret"}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip() == (f"wxarchive: error: 127.0.0.1:{port} is already in use by another process "

@@ -63,7 +63,7 @@ def edge_env(s: Settings, **extra: object) -> dict[str, str]:
 @contextlib.contextmanager
 def edge_process(env: dict[str, str], ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
     """`wxarchive edge` as a child process, ready when `ready_url` answers 200."""
-    proc = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "edge"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "commands", "edge"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     async def ready() -> bool:

@@ -159,7 +159,7 @@ def test_kill_9_with_a_full_spool_loses_nothing(settings: Settings, own_broker: 
     bodies = callbacks(40)
 
     def start_edge() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "edge", "--spool"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "commands", "edge", "--spool"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     async def scenario() -> None:
@@ -200,7 +200,7 @@ def test_graceful_shutdown_finishes_requests_in_flight(settings: Settings, own_b
     bodies = callbacks(20)
 
     async def scenario() -> None:
-        edge = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "edge"], env=env,
+        edge = subprocess.Popen([sys.executable, "-m", "commands", "edge"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             async with aiohttp.ClientSession() as http:

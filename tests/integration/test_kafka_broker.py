@@ -75,12 +75,12 @@ def test_stop_leaves_no_process_and_data_persists(tmp_path: Path) -> None:
     # the same data directory, restarted through the CLI in another process: the topic is still there
     env = {**os.environ, "WXARCHIVE_DATA_DIR": str(tmp_path), "WXARCHIVE_KAFKA_BOOTSTRAP": broker.spec.bootstrap,
            "WXARCHIVE_KAFKA_CONTROLLER_PORT": str(broker.spec.controller_port)}
-    started = subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "start"], env=env, capture_output=True, text=True)
+    started = subprocess.run([sys.executable, "-m", "commands", "kafka", "start"], env=env, capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
     try:
         assert "kept-across-restart" in probe_sync(broker.spec.bootstrap)
     finally:
-        done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "stop"], env=env, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "commands", "kafka", "stop"], env=env, capture_output=True, text=True)
     assert done.returncode == 0 and "stopped" in done.stdout
     assert _processes_using(broker.config_file) == []
 
@@ -112,7 +112,7 @@ def test_a_broker_killed_with_sigkill_comes_back_with_every_acknowledged_record(
 
     env = {**os.environ, "WXARCHIVE_DATA_DIR": str(tmp_path), "WXARCHIVE_KAFKA_BOOTSTRAP": broker.spec.bootstrap,
            "WXARCHIVE_KAFKA_CONTROLLER_PORT": str(broker.spec.controller_port)}
-    started = subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "start"], env=env, capture_output=True,
+    started = subprocess.run([sys.executable, "-m", "commands", "kafka", "start"], env=env, capture_output=True,
                              text=True, timeout=150)
     try:
         assert started.returncode == 0, started.stderr
@@ -120,7 +120,7 @@ def test_a_broker_killed_with_sigkill_comes_back_with_every_acknowledged_record(
         kept = asyncio.run(read_to_end(settings.kafka_bootstrap, RAW.name(settings)))
         assert sorted(record.value for record in kept) == sorted(sent)
     finally:
-        subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "stop"], env=env, capture_output=True, timeout=60)
+        subprocess.run([sys.executable, "-m", "commands", "kafka", "stop"], env=env, capture_output=True, timeout=60)
     assert _processes_using(broker.config_file) == []
 
 
@@ -165,6 +165,6 @@ def test_cached_jars_need_no_maven(kafka_broker: LocalKafka, tmp_path: Path) -> 
     """After the first fetch the broker starts offline: `fetch` does not even look for Maven."""
     env = {"PATH": str(tmp_path), "WXARCHIVE_KAFKA_CACHE_DIR": str(kafka_broker.spec.cache_dir),
            "WXARCHIVE_KAFKA_VERSION": kafka_broker.spec.version}
-    done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "fetch"], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "commands", "kafka", "fetch"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "(already cached)" in done.stdout

@@ -50,7 +50,7 @@ class Part:
     def start(cls, name: str, env: dict[str, str], port: int, log_dir: Path) -> Part:
         log = log_dir / f"{name}.log"
         with open(log, "w") as stderr:
-            proc = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", name], env=env, stdout=subprocess.PIPE,
+            proc = subprocess.Popen([sys.executable, "-m", "commands", name], env=env, stdout=subprocess.PIPE,
                                     stderr=stderr, text=True, cwd=Path(__file__).parents[2])
         return cls(name, proc, log, f"http://127.0.0.1:{port}")
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).parents[2]
 def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WXARCHIVE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
            "WXARCHIVE_TOPIC_PREFIX": settings.topic_prefix, "WXARCHIVE_DATA_DIR": str(settings.data_dir)}
-    return subprocess.run([sys.executable, "-m", "wxarchive.cli", "keywords", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "commands", "keywords", *args], env=env, capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
 
 

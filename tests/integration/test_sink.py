@@ -163,7 +163,7 @@ def test_refusals_keep_offsets_and_poison_records_go_to_the_dlq(settings: Settin
 
 CRASHING_SINK = """
 import os, signal, sys
-from sinks import sink as module
+from sinks import service as module
 from wxarchive.config import Settings
 
 class CrashBeforeCommit(module.Sink):

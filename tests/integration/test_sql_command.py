@@ -10,7 +10,7 @@ from pathlib import Path
 
 def wxarchive(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WXARCHIVE_DATA_DIR": str(tmp_path / "var")}
-    return subprocess.run([sys.executable, "-m", "wxarchive.cli", *args], env=env, input=stdin, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "commands", *args], env=env, input=stdin, capture_output=True,
                           text=True, timeout=120)
 
 

@@ -25,7 +25,7 @@ def listening(port: int) -> bool:
 
 
 def assert_all_stopped(env: dict[str, str]) -> None:
-    status = subprocess.run([sys.executable, "-m", "wxarchive.cli", "kafka", "status"], env=env, capture_output=True, text=True)
+    status = subprocess.run([sys.executable, "-m", "commands", "kafka", "status"], env=env, capture_output=True, text=True)
     assert status.returncode == 3, "up must stop the broker it started"
     for name in ("EDGE", "WORKER", "SINK"):
         assert not listening(int(env[f"WXARCHIVE_{name}_PORT"])), f"the {name.lower()} is still running"
@@ -33,7 +33,7 @@ def assert_all_stopped(env: dict[str, str]) -> None:
 
 def test_up_check_starts_reports_and_stops_everything(tmp_path: Path) -> None:
     env = up_env(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--check"], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "commands", "up", "--check"], env=env, capture_output=True,
                           text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     bootstrap = env["WXARCHIVE_KAFKA_BOOTSTRAP"]
@@ -48,7 +48,7 @@ def test_up_check_starts_reports_and_stops_everything(tmp_path: Path) -> None:
 
 def test_up_uses_a_broker_that_is_already_running(bootstrap: str, tmp_path: Path) -> None:
     env = up_env(tmp_path, bootstrap)
-    done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--check"], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "commands", "up", "--check"], env=env, capture_output=True,
                           text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     assert f"kafka   ready  {bootstrap}  (existing broker" in done.stdout
@@ -58,7 +58,7 @@ def test_up_demo_archives_what_the_simulator_sent_and_can_run_again(bootstrap: s
     env = up_env(tmp_path, bootstrap)
 
     def demo(*extra: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--demo", "--count", "600", *extra],
+        done = subprocess.run([sys.executable, "-m", "commands", "up", "--demo", "--count", "600", *extra],
                               env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         for label in ("messages archived", "events archived", "duplicates dropped", "malformed rejected"):
@@ -70,7 +70,7 @@ def test_up_demo_archives_what_the_simulator_sent_and_can_run_again(bootstrap: s
     demo("--seed", "7")
     second = demo()  # the same data directory and archive again: a new seed, counted on its own
     assert "(seed 7)" not in second
-    again = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--demo", "--count", "600", "--seed", "7"],
+    again = subprocess.run([sys.executable, "-m", "commands", "up", "--demo", "--count", "600", "--seed", "7"],
                            env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1 and "a duplicate of an earlier run" in again.stdout, again.stdout  # and says why
     assert_all_stopped(env)
@@ -81,7 +81,7 @@ def test_a_busy_port_is_named_and_nothing_is_left_running(tmp_path: Path) -> Non
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", int(env["WXARCHIVE_EDGE_PORT"])))
         taken.listen()
-        done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "up", "--check"], env=env, capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "commands", "up", "--check"], env=env, capture_output=True,
                               text=True, timeout=240)
     assert done.returncode != 0
     assert "WXARCHIVE_EDGE_PORT" in done.stderr and "Traceback" not in done.stderr, done.stderr
@@ -90,7 +90,7 @@ def test_a_busy_port_is_named_and_nothing_is_left_running(tmp_path: Path) -> Non
 
 def test_ctrl_c_stops_what_up_started(tmp_path: Path) -> None:
     env = up_env(tmp_path)
-    up = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "up"], env=env, stdout=subprocess.PIPE,
+    up = subprocess.Popen([sys.executable, "-m", "commands", "up"], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
     try:
         assert up.stdout is not None

@@ -47,7 +47,7 @@ def test_duplicates_dropped_malformed_dead_lettered_and_kill_9_loses_nothing(set
            "WXARCHIVE_WORKER_PORT": str(ops_port)}
 
     def start() -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "worker"], env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "commands", "worker"], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parents[2])
         assert proc.stdout is not None and proc.stdout.readline().startswith("worker archiving")
         return proc
@@ -180,7 +180,7 @@ def test_worker_command_runs_and_stops_on_sigterm(settings: Settings, topic_name
            "WXARCHIVE_WORKER_STORE": "rocksdb://", "WXARCHIVE_WORKER_PORT": str(ops_port),
            "WXARCHIVE_KAFKA_PARTITIONS": "2", "WXARCHIVE_DATA_DIR": str(s.data_dir)}
     asyncio.run(publish_raw(s, bodies))
-    proc = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "worker"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "commands", "worker"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("worker archiving")

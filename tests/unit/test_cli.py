@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from wxarchive.cli import build_parser, main
+from commands.main import build_parser, main
 
 COMMANDS = [["up"], ["kafka", "fetch"], ["kafka", "start"], ["kafka", "stop"], ["kafka", "status"], ["config"],
             ["edge"], ["worker"], ["sink"], ["migrate"], ["sql"], ["simulate"], ["fake-eyun"], ["keywords", "add"],
@@ -51,7 +51,7 @@ def test_describe_lists_every_setting(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_bad_setting_is_one_line_error_without_traceback() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "wxarchive.cli", "config"],
+        [sys.executable, "-m", "commands", "config"],
         env={"WXARCHIVE_LOG_LEVEL": "chatty", "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True,
     )

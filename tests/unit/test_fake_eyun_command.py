@@ -20,7 +20,7 @@ ROOT = Path(__file__).parents[2]
 
 def test_serves_the_seeded_directory_and_stops_on_ctrl_c() -> None:
     (port,) = free_ports(1)
-    proc = subprocess.Popen([sys.executable, "-m", "wxarchive.cli", "fake-eyun", "--port", str(port), "--seed", "4",
+    proc = subprocess.Popen([sys.executable, "-m", "commands", "fake-eyun", "--port", str(port), "--seed", "4",
                              "--accounts", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "WXARCHIVE_EYUN_TOKEN": "t0ken"})
     try:
@@ -46,7 +46,7 @@ def test_port_in_use_is_a_clear_error() -> None:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "wxarchive.cli", "fake-eyun", "--port", str(port)],
+        done = subprocess.run([sys.executable, "-m", "commands", "fake-eyun", "--port", str(port)],
                               capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert done.returncode == 1
     assert done.stderr.startswith(f"wxarchive: error: cannot listen on 127.0.0.1:{port}: ")

@@ -10,7 +10,7 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     empty_bin.mkdir(exist_ok=True)
     env = {"PATH": str(empty_bin), "HOME": str(tmp_path), "WXARCHIVE_DATA_DIR": str(tmp_path / "var"),
            "WXARCHIVE_KAFKA_CACHE_DIR": str(tmp_path / "cache"), "WXARCHIVE_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
-    return subprocess.run([sys.executable, "-m", "wxarchive.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "commands", *args], env=env, capture_output=True, text=True,
                           cwd=Path(__file__).parents[2])
 
 

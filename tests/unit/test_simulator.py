@@ -24,7 +24,7 @@ ROOT = Path(__file__).parents[2]
 
 
 def _simulate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "wxarchive.cli", "simulate", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "commands", "simulate", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:

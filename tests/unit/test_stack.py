@@ -10,11 +10,11 @@ from eyun.breaker import BreakerState, CircuitBreaker
 from eyun.directory import Directory
 from eyun.fake_server import DEFAULT_TOKEN, FakeEyun
 from streams.worker import Worker
-from streams.worker_ops import serve_worker_ops
+from streams.metrics import serve_worker_ops
 from tests.support import run_with_fake_eyun
 from tests.unit.test_enrichment import message
 from wxarchive.config import Settings
-from wxarchive.stack import Component, Stack, served_locally, worker_flags
+from commands.stack import Component, Stack, served_locally, worker_flags
 
 
 @pytest.mark.parametrize("bootstrap", ["127.0.0.1:9092", "localhost:9092", "127.0.0.2:19092", "[::1]:9092",

@@ -19,14 +19,16 @@ import ipaddress
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.kafka_broker import BrokerSpec, LocalKafka
+from sinks.service import SinkService
+from sinks.service import serve as serve_sink
 from sinks.sink import Sink
 from wxarchive.config import Settings, env_name
 from wxarchive.errors import BrokerError, PrerequisiteError
@@ -93,11 +95,9 @@ class Stack:
     components: list[Component] = field(default_factory=list)
     sink: Sink | None = None
     edge_url: str = ""
-    _broker: LocalKafka | None = None
-    _fake_runner: object | None = None
-    _sink_ops: web.AppRunner | None = None
+    _parts: AsyncExitStack = field(default_factory=AsyncExitStack)  # what start() started, stopped in reverse
+    _sink_service: SinkService | None = None
     _children: list[tuple[str, asyncio.subprocess.Process]] = field(default_factory=list)
-    _sink_task: asyncio.Task[None] | None = None
 
     async def start(self, prepare: Callable[[Settings], Awaitable[object]] | None = None) -> None:
         """Start every part in dependency order; on any failure stop what was started and raise.
@@ -110,7 +110,7 @@ class Stack:
         for host, port, name in ports:
             require_free_port(host, port, f"set {env_name(name)} to another port")  # before starting anything
         try:
-            await asyncio.to_thread(self._start_kafka)
+            await self._start_kafka()
             if prepare is not None:
                 await prepare(self.settings)
             await self._start_eyun()
@@ -121,10 +121,10 @@ class Stack:
             await self.stop()
             raise
 
-    def _start_kafka(self) -> None:
+    async def _start_kafka(self) -> None:
         bootstrap = self.settings.kafka_bootstrap
         try:
-            topics = probe_sync(bootstrap, timeout=3.0)
+            topics = await asyncio.to_thread(probe_sync, bootstrap, timeout=3.0)
             self.components.append(Component("kafka", True, bootstrap, f"existing broker, {len(topics)} topics"))
             return
         except BrokerError:
@@ -134,8 +134,8 @@ class Stack:
                     "to use the local broker"
                 ) from None
         broker = LocalKafka(BrokerSpec.from_settings(self.settings))
-        state = broker.start(progress=True)
-        self._broker = broker
+        state = await asyncio.to_thread(broker.start, progress=True)
+        self._parts.push_async_callback(asyncio.to_thread, broker.stop)
         rss = f", RSS {state.rss_mb:.0f} MB" if state.rss_mb else ""
         self.components.append(
             Component("kafka", state.ready, bootstrap,
@@ -149,20 +149,19 @@ class Stack:
         from eyun.fake_server import DEFAULT_TOKEN, FakeEyun, serve
 
         fake = FakeEyun(Directory.generate(seed=self.directory_seed, accounts=self.directory_accounts))
-        self._fake_runner, url = await serve(fake)
+        runner, url = await serve(fake)
+        self._parts.push_async_callback(runner.cleanup)
         self.settings = replace(self.settings, eyun_url=url, eyun_token=self.settings.eyun_token or DEFAULT_TOKEN)
         accounts = ", ".join(a.wc_id for a in fake.directory.accounts)
         self.components.append(Component("eyun", True, url, f"fake E云 API, accounts {accounts}"))
 
     async def _start_sink(self) -> None:
-        s = self.settings
-        from sinks.sink_ops import serve_sink_ops
-
-        self.sink = Sink(s)
-        await self.sink.start()
-        self._sink_task = asyncio.create_task(self.sink.run())
-        self._sink_ops, ops_url = await serve_sink_ops(self.sink, s.sink_host, s.sink_port)
-        self.components.append(Component("sink", True, ops_url, f"in this process, into {self.sink.clickhouse_display}"))
+        service = await self._parts.enter_async_context(serve_sink(self.settings))
+        if not await service.started():
+            raise PrerequisiteError("the sink stopped while starting")
+        self._sink_service, self.sink = service, service.sink
+        self.components.append(Component("sink", True, service.ops_url,
+                                         f"in this process, into {service.sink.clickhouse_display}"))
 
     async def _start_edge(self) -> None:
         s = self.settings
@@ -202,9 +201,10 @@ class Stack:
         env = {**os.environ, **self.settings.as_env()}
         with open(log_path, "ab") as log_file:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "wxarchive.cli", *args, env=env, stdout=log_file, stderr=log_file,
+                sys.executable, "-m", "commands", *args, env=env, stdout=log_file, stderr=log_file,
                 stdin=asyncio.subprocess.DEVNULL)
         self._children.append((name, proc))
+        self._parts.push_async_callback(_terminate, proc)
         deadline = asyncio.get_running_loop().time() + CHILD_READY_TIMEOUT_S
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while True:
@@ -230,13 +230,13 @@ class Stack:
         for component in self.components:
             if component.name == "worker":
                 watched[asyncio.ensure_future(self.watch_worker(component, say))] = ""  # never ends by itself
-        if self._sink_task is not None:
-            watched[self._sink_task] = "the sink stopped"  # type: ignore[index]
+        if self._sink_service is not None:
+            watched[self._sink_service.finished] = "the sink stopped"  # type: ignore[index]
         for name, proc in self._children:
             watched[asyncio.ensure_future(proc.wait())] = f"the {name} exited (log: {self.settings.data_dir.resolve() / 'logs' / (name + '.log')})"
         done, pending = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         for future in pending:
-            if future is not self._sink_task:
+            if self._sink_service is None or future is not self._sink_service.finished:
                 future.cancel()
         return watched[next(iter(done))]
 
@@ -253,31 +253,21 @@ class Stack:
         return bool(self.components) and all(c.healthy for c in self.components)
 
     async def stop(self) -> None:
-        """Stop in reverse order: children (SIGTERM, then SIGKILL), the sink (flushes), the fake, the broker."""
-        for name, proc in reversed(self._children):
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 30)
-                except asyncio.TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+        """Stop in reverse order of starting: children (SIGTERM, then SIGKILL), the sink (it flushes), the fake,
+        the broker. Safe to call again."""
+        await self._parts.aclose()
         self._children.clear()
-        if self.sink is not None:
-            self.sink.stop()
-            if self._sink_task is not None:
-                await self._sink_task
-            if self._sink_ops is not None:
-                await self._sink_ops.cleanup()
-                self._sink_ops = None
-            await self.sink.close()
-            self.sink = None
-        if self._fake_runner is not None:
-            await self._fake_runner.cleanup()  # type: ignore[attr-defined]
-            self._fake_runner = None
-        if self._broker is not None:
-            await asyncio.to_thread(self._broker.stop)
-            self._broker = None
+        self._sink_service, self.sink = None, None
+
+
+async def _terminate(proc: asyncio.subprocess.Process, timeout_s: float = 30.0) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 def _tail(path: Path, lines: int = 15) -> str:
