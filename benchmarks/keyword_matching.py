@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import daachorse  # noqa: E402
 
+from moderation.fold import fold_table  # noqa: E402
 from moderation.matcher import KeywordMatcher, Subject  # noqa: E402
 from schemas.keywords import KeywordRule  # noqa: E402
-from moderation.fold import fold_table  # noqa: E402
+
 from timing import best_seconds, pin_to_one_core  # noqa: E402
 
 EVASIONS: list[Callable[[str], str]] = [

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import best_seconds, pin_to_one_core  # noqa: E402
-
 from eyun.traffic import TrafficConfig, TrafficGenerator
 from schemas.message import parse_message
+
+from timing import best_seconds, pin_to_one_core  # noqa: E402
 
 
 def best_rate(fn: Callable[[bytes], object], bodies: list[bytes], rounds: int) -> float:

@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eyun.traffic import _PHRASES, DEMO_KEYWORDS  # noqa: E402
-from wxarchive.clickhouse import open_client  # noqa: E402
 from sinks.schema import migrate  # noqa: E402
+from wxarchive.clickhouse import open_client  # noqa: E402
 
 SENSITIVE = [word for word, _, _ in DEMO_KEYWORDS if len(word) >= 2]
 
@@ -80,8 +80,9 @@ def main() -> None:
             seconds = fill(client, table, args.messages)
             print(f"filled {table} with {args.messages:,} messages in {seconds:.1f}s", flush=True)
         sizes = dict(client.query(
-            "SELECT table, sum(data_compressed_bytes + secondary_indices_compressed_bytes) FROM system.parts WHERE database = 'wxarchive' AND active "
-            "AND table IN ('messages', 'messages_noindex') GROUP BY table").result_rows)
+            "SELECT table, sum(data_compressed_bytes + secondary_indices_compressed_bytes) FROM system.parts "
+            "WHERE database = 'wxarchive' AND active AND table IN ('messages', 'messages_noindex') "
+            "GROUP BY table").result_rows)
         searches = {
             "table, text index": "SELECT identity, time, content FROM wxarchive.messages WHERE hasAllTokens(content, '{w}') "
                                  "AND content LIKE '%{w}%' ORDER BY time DESC LIMIT 100",

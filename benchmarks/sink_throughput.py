@@ -29,8 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import start_pinned_broker  # noqa: E402
 from wxarchive.config import Settings  # noqa: E402
+
+from timing import start_pinned_broker  # noqa: E402
 
 BLOCK = 10_000
 
@@ -85,9 +86,9 @@ async def run_direct(settings: Settings, expected: int) -> dict[str, float]:
     (clickhouse-connect's native format); the faster one is the baseline."""
     import orjson
 
-    from wxarchive.clickhouse import open_client
     from sinks.rows import MESSAGE_FIELDS
     from sinks.schema import migrate
+    from wxarchive.clickhouse import open_client
     from wxarchive.kafka_clients import read_to_end
     from wxarchive.topics import MESSAGES
 

@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import start_pinned_broker  # noqa: E402
 from wxarchive.config import Settings  # noqa: E402
+
+from timing import start_pinned_broker  # noqa: E402
 
 
 def bench_settings(bootstrap: str, data_dir: str, eyun_url: str = "") -> Settings:
@@ -45,10 +46,10 @@ def bench_settings(bootstrap: str, data_dir: str, eyun_url: str = "") -> Setting
 
 async def setup(settings: Settings, records: int) -> dict[str, int]:
     from eyun.traffic import DEMO_KEYWORDS, TrafficConfig, TrafficGenerator
-    from schemas.message import parse_message
-    from streams.enrichment import snapshot_record
     from moderation.keyword_admin import write_rules
     from schemas.keywords import KeywordRule
+    from schemas.message import parse_message
+    from streams.enrichment import snapshot_record
     from wxarchive.kafka_clients import durable_producer
     from wxarchive.topics import CONTACTS, KEYWORDS, RAW, Topic, ensure_topics
 

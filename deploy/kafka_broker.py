@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from wxarchive.config import Settings, env_name
 from wxarchive.errors import BrokerError, PrerequisiteError
@@ -354,7 +355,7 @@ broker.heartbeat.interval.ms={HEARTBEAT_INTERVAL_MS}
         return False
 
 
-def _with(state: BrokerState, **changes: object) -> BrokerState:
+def _with(state: BrokerState, **changes: Any) -> BrokerState:
     return replace(state, **changes)
 
 

@@ -21,8 +21,18 @@ import orjson
 
 from eyun.breaker import BreakerState, CircuitBreaker
 from eyun.errors import EyunApiError, EyunError, EyunProtocolError, EyunTimeout, EyunTransportError, EyunUnavailable
-from schemas.eyun_api import (FAILURE, GET_CONTACT_MAX_IDS, GET_CONTACT_PACING_S, SUCCESS, AddressList, ChatRoomInfo,
-                              ChatRoomMember, Contact, LoginWx, SentMessage)
+from schemas.eyun_api import (
+    FAILURE,
+    GET_CONTACT_MAX_IDS,
+    GET_CONTACT_PACING_S,
+    SUCCESS,
+    AddressList,
+    ChatRoomInfo,
+    ChatRoomMember,
+    Contact,
+    LoginWx,
+    SentMessage,
+)
 
 log = logging.getLogger("wxarchive.eyun")
 
@@ -129,7 +139,7 @@ class EyunClient:
                 body = await response.read()
                 if response.status != 200:
                     raise EyunTransportError(endpoint, f"HTTP {response.status}")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise EyunTimeout(endpoint, f"no answer within {self.timeout:g}s") from None
         except aiohttp.ClientError as exc:
             raise EyunTransportError(endpoint, f"{type(exc).__name__}: {exc}") from None
@@ -160,9 +170,8 @@ class EyunClient:
                 futures[wc_id] = shared
             else:
                 futures[wc_id] = batcher.pending[wc_id] = loop.create_future()
-        if batcher.pending:
-            if batcher.task is None or batcher.task.done():
-                batcher.task = asyncio.create_task(self._drain(w_id, batcher))
+        if batcher.pending and (batcher.task is None or batcher.task.done()):
+            batcher.task = asyncio.create_task(self._drain(w_id, batcher))
         results = await asyncio.gather(*futures.values(), return_exceptions=True)
         out: dict[str, Contact | None] = {}
         for wc_id, result in zip(futures, results):

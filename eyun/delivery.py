@@ -103,7 +103,7 @@ async def post_all(
                         outcome = str(response.status)
                         if response.status < 500:
                             break
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     outcome = "error"
                 await asyncio.sleep(min(2.0, 0.05 * 2**attempt))  # E云 re-pushes what was not accepted
             outcomes[outcome] += 1

@@ -269,7 +269,8 @@ class TrafficGenerator:
             data["img"] = "/9j/4AAQSkZJRgABAQ" + md5[:16]
             return f'<?xml version="1.0"?>\n<msg><img aeskey="{md5[:16]}" length="{rng.randint(10**4, 10**6)}" md5="{md5}" /></msg>'
         if suffix == "03":
-            return f'<?xml version="1.0"?>\n<msg><videomsg length="{rng.randint(10**5, 10**7)}" playlength="{rng.randint(1, 120)}" md5="{md5}" /></msg>'
+            return (f'<?xml version="1.0"?>\n<msg><videomsg length="{rng.randint(10**5, 10**7)}" '
+                    f'playlength="{rng.randint(1, 120)}" md5="{md5}" /></msg>')
         if suffix == "04":
             length = rng.randint(1000, 60000)
             data.update(bufId="0", length=length // 3, voiceLength=length)
@@ -365,9 +366,10 @@ class TrafficGenerator:
         reason = rng.choice(_MALFORMED)
         self.summary.malformed_by_reason[reason] += 1
         account = rng.choice(self.directory.accounts)
-        good = {"wcId": account.wc_id, "messageType": "60001",
-                "data": {"wId": account.w_id, "fromUser": account.friends[0], "toUser": account.wc_id, "content": "hi",
-                         "newMsgId": rng.randint(10**17, 2**63), "timestamp": self.clock}}
+        good: dict[str, Any] = {
+            "wcId": account.wc_id, "messageType": "60001",
+            "data": {"wId": account.w_id, "fromUser": account.friends[0], "toUser": account.wc_id, "content": "hi",
+                     "newMsgId": rng.randint(10**17, 2**63), "timestamp": self.clock}}
         if reason == "not_json":
             return b"wcId=" + account.wc_id.encode() + b"&messageType=60001"
         if reason == "truncated":

@@ -17,8 +17,8 @@ after a response. (uvicorn's h11 protocol bounds the head, but is the slower par
   stranger's 401 does not drain a 300 MB body), and stops reading a body at the app's read cap;
 - answers its own refusals in the app's shape, `{"code":"1001","message":REASON,"data":null}` with
   `connection: close`, then half-closes and keeps the socket for a moment (dropping at most 64 KiB of what still
-  arrives, then no longer reading), so that closing does not reset the connection under the answer; counts them (`wxarchive_edge_refused_total{reason}`) rather than
-  logging them: a stranger decides how many there are.
+  arrives, then no longer reading), so that closing does not reset the connection under the answer; counts them
+  (`wxarchive_edge_refused_total{reason}`) rather than logging them: a stranger decides how many there are.
 
 A body cut short (a disconnect, the body timeout) reaches the app as `http.disconnect` from receive(), the
 way uvicorn signals a disconnect; the app must never archive what it read before it.
@@ -56,7 +56,7 @@ LINGER_SECONDS = 2.0   # after a refusal, how long the connection stays half-ope
 LINGER_BYTES = 65536   # what is read and dropped meanwhile; then reading pauses, so a flood costs no CPU
 SWEEP_SECONDS = 0.25   # how often the phase deadlines are checked: timeouts fire up to this much late
 
-HEAD, BODY, BUSY, LINGER = range(4)  # a connection's phase: its deadline depends on it
+HEAD, BODY, IN_APP, LINGER = range(4)  # a connection's phase: its deadline depends on it
 
 
 def refusal_body(reason: str) -> bytes:
@@ -392,7 +392,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_head, self._head_bytes = True, 0
-        self.phase, self.deadline = BUSY, math.inf
+        self.phase, self.deadline = IN_APP, math.inf
         cycle = self.cycle
         if not cycle.response_complete:
             cycle.more_body = False

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas.keywords import KeywordRule
 from moderation.keyword_set import KeywordSet, parse_rule_line, removal_record, rule_to_record
+from schemas.keywords import KeywordRule
 from wxarchive.config import Settings
 from wxarchive.errors import WxarchiveError
 from wxarchive.kafka_clients import publish, read_to_end

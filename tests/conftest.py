@@ -7,13 +7,17 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from deploy.kafka_broker import BrokerSpec, LocalKafka
-from wxarchive.net import free_ports
 from wxarchive.config import Settings
 from wxarchive.errors import BrokerError, PrerequisiteError
+from wxarchive.net import free_ports
+
+if TYPE_CHECKING:  # clickhouse-connect is imported only by the tests that open ClickHouse
+    from clickhouse_connect.driver.client import Client
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -81,12 +85,12 @@ def chdb_dsn(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def open_clickhouse(chdb_dsn: str) -> Iterator[Callable[..., object]]:
+def open_clickhouse(chdb_dsn: str) -> Iterator[Callable[..., Client]]:
     from wxarchive.clickhouse import open_client
 
     clients = []
 
-    def opener(**options: object) -> object:
+    def opener(**options: object) -> Client:
         client = open_client(chdb_dsn, **options)
         clients.append(client)
         return client

@@ -14,6 +14,7 @@ escaped again), so the topics the worker writes take four times the raw limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -22,7 +23,6 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from wxarchive.config import Settings
 from wxarchive.errors import BrokerError
-
 
 RECORD_HEADROOM_BYTES = 64 * 1024  # key, headers (each bounded by the edge) and batch framing beside a body
 DERIVED_RECORD_FACTOR = 4  # a worker record is at most 3 bodies and its fields (tests/unit/test_record_sizes.py)
@@ -93,10 +93,8 @@ async def ensure_topics(settings: Settings, *topics: Topic) -> list[str]:
             return []
         new = [NewTopic(t.name(settings), settings.kafka_partitions, settings.kafka_replication_factor,
                         topic_configs=t.configs(settings)) for t in wanted]
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another process created it between our look and ours
             await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # another process created it between our look and our request
         names = [t.name(settings) for t in wanted]
         await _wait_for_leaders(admin, names)
         return names

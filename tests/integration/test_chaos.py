@@ -11,7 +11,6 @@ whole report (figures per fault, timeline), which is also written to the run's d
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 

@@ -5,23 +5,24 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver.client import Client
 
 from wxarchive.clickhouse import AsyncClickHouse, open_client, parse_dsn
 from wxarchive.errors import ClickHouseError
 
 
-def test_mergetree_create_write_read(open_clickhouse: Callable[..., object]) -> None:
+def test_mergetree_create_write_read(open_clickhouse: Callable[..., Client]) -> None:
     client = open_clickhouse()
     client.command("CREATE DATABASE IF NOT EXISTS wxarchive")
     client.command(
         "CREATE TABLE wxarchive.probe (account String, new_msg_id UInt64, content String, ts DateTime64(3)) "
         "ENGINE = MergeTree ORDER BY (account, new_msg_id)"
     )
-    when = datetime(2026, 11, 21, 8, 30, 15, 123000, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 21, 8, 30, 15, 123000, tzinfo=UTC)
     rows = [["wxid_a", 18446744073709551615, "你好 👋", when], ["wxid_b", 1, "", when]]
     client.insert("wxarchive.probe", rows, column_names=["account", "new_msg_id", "content", "ts"])
     result = client.query("SELECT account, new_msg_id, content, toUnixTimestamp64Milli(ts) FROM wxarchive.probe "
@@ -44,7 +45,7 @@ def test_data_survives_reopen(chdb_dsn: str) -> None:
         again.close()
 
 
-def test_second_process_is_told_who_owns_the_directory(open_clickhouse: Callable[..., object], chdb_dsn: str) -> None:
+def test_second_process_is_told_who_owns_the_directory(open_clickhouse: Callable[..., Client], chdb_dsn: str) -> None:
     open_clickhouse()
     code = ("import sys\nfrom wxarchive.clickhouse import open_client\nfrom wxarchive.errors import ClickHouseError\n"
             f"try:\n    open_client({chdb_dsn!r})\nexcept ClickHouseError as e:\n    print(e); sys.exit(1)\n")
@@ -53,7 +54,7 @@ def test_second_process_is_told_who_owns_the_directory(open_clickhouse: Callable
     assert f"is in use by process {os.getpid()}: chdb allows one process per directory" in done.stdout
 
 
-def test_other_path_in_same_process_is_explained(open_clickhouse: Callable[..., object], tmp_path: Path) -> None:
+def test_other_path_in_same_process_is_explained(open_clickhouse: Callable[..., Client], tmp_path: Path) -> None:
     open_clickhouse()
     with pytest.raises(ClickHouseError, match="chdb allows one data path per process"):
         open_client(f"chdb://{tmp_path / 'elsewhere'}")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+
+from clickhouse_connect.driver.client import Client
 
 from sinks.schema import MIGRATIONS, cluster_statements, migrate, schema_fingerprint
 
 DOCS = Path(__file__).parents[2] / "docs" / "clickhouse.md"
-T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 MESSAGE_COLUMNS = ("account", "identity", "new_msg_id", "msg_id", "platform_account", "w_id", "type_code", "type_name",
                    "native_type", "is_group", "conversation", "conversation_name", "sender", "sender_name",
                    "sender_remark", "sender_alias", "receiver", "is_self", "time", "text", "title", "description", "url",
@@ -24,7 +26,7 @@ def message(identity: int, text: str, *, seconds: int = 0, recalls: int | None =
               "type_name": "recall" if recalls else "text", "is_group": conversation.endswith("@chatroom"),
               "conversation": conversation, "conversation_name": "项目群" if enriched else "", "sender": "wxid_b",
               "sender_name": "张三" if enriched else "", "is_self": is_self,
-              "time": datetime.fromtimestamp(T0.timestamp() + seconds, tz=timezone.utc), "text": text,
+              "time": datetime.fromtimestamp(T0.timestamp() + seconds, tz=UTC), "text": text,
               "recalled_new_msg_id": recalls, "enriched": enriched, "received_at": T0}
     defaults: dict[str, object] = {"at_list": [], "extra": {}, "moderation_hits": 0, "source_partition": 0,
                                    "source_offset": 0}
@@ -32,26 +34,26 @@ def message(identity: int, text: str, *, seconds: int = 0, recalls: int | None =
             for c in MESSAGE_COLUMNS]
 
 
-def test_migrations_run_twice_without_change(open_clickhouse: Callable[..., object]) -> None:
+def test_migrations_run_twice_without_change(open_clickhouse: Callable[..., Client]) -> None:
     client = open_clickhouse()
-    assert [m.version for m in migrate(client)] == [m.version for m in MIGRATIONS]  # type: ignore[arg-type]
-    before = schema_fingerprint(client)  # type: ignore[arg-type]
-    assert migrate(client) == []  # type: ignore[arg-type]
-    assert schema_fingerprint(client) == before  # type: ignore[arg-type]
+    assert [m.version for m in migrate(client)] == [m.version for m in MIGRATIONS]
+    before = schema_fingerprint(client)
+    assert migrate(client) == []
+    assert schema_fingerprint(client) == before
     names = {name for name, _ in before}
     assert {"messages", "raw_callbacks", "last_messages", "contacts", "moderation_hits", "account_events",
             "v_messages", "v_last_messages", "v_contacts", "v_moderation_hits", "v_account_events"} <= names
 
 
-def test_repeats_recalls_and_last_messages_as_users_see_them(open_clickhouse: Callable[..., object]) -> None:
+def test_repeats_recalls_and_last_messages_as_users_see_them(open_clickhouse: Callable[..., Client]) -> None:
     client = open_clickhouse()
-    migrate(client)  # type: ignore[arg-type]
+    migrate(client)
 
     def insert(rows: list[list[object]]) -> None:
-        client.insert("wxarchive.messages", rows, column_names=MESSAGE_COLUMNS)  # type: ignore[attr-defined]
+        client.insert("wxarchive.messages", rows, column_names=MESSAGE_COLUMNS)
 
-    def query(sql: str) -> list[tuple[object, ...]]:
-        return client.query(sql).result_rows  # type: ignore[attr-defined]
+    def query(sql: str) -> Sequence[Sequence[object]]:
+        return client.query(sql).result_rows
 
     insert([message(2, "recalled later", seconds=5, enriched=0)])
     insert([message(3, "撤回", seconds=9, recalls=2)])  # the recall may even arrive before its target
@@ -66,22 +68,22 @@ def test_repeats_recalls_and_last_messages_as_users_see_them(open_clickhouse: Ca
                  "AND content LIKE '%内幕消息%'") == [("1",)]
 
 
-def test_every_sql_example_in_the_docs_runs(open_clickhouse: Callable[..., object]) -> None:
+def test_every_sql_example_in_the_docs_runs(open_clickhouse: Callable[..., Client]) -> None:
     client = open_clickhouse()
-    migrate(client)  # type: ignore[arg-type]
-    client.insert("wxarchive.messages", [message(1, "内幕消息", seconds=1), message(2, "ok", seconds=60, is_self=True)],  # type: ignore[attr-defined]
+    migrate(client)
+    client.insert("wxarchive.messages", [message(1, "内幕消息", seconds=1), message(2, "ok", seconds=60, is_self=True)],
                   column_names=MESSAGE_COLUMNS)
     examples = re.findall(r"```sql\n(.*?)```", DOCS.read_text(), flags=re.S)
     assert len(examples) >= 6
     for sql in examples:
-        client.query(sql)  # type: ignore[attr-defined]
+        client.query(sql)
 
 
-def test_the_cluster_variant_parses_and_shards_every_table_by_its_identity(open_clickhouse: Callable[..., object]) -> None:
+def test_the_cluster_variant_parses_and_shards_every_table_by_its_identity(open_clickhouse: Callable[..., Client]) -> None:
     client = open_clickhouse()
     statements = cluster_statements("archive")
     for statement in statements:
-        client.query(f"EXPLAIN AST {statement}")  # type: ignore[attr-defined]  # ClickHouse's own parser
+        client.query(f"EXPLAIN AST {statement}")  # ClickHouse's own parser
     text = "\n".join(statements)
     for table in ("raw_callbacks", "messages", "recalls", "last_messages", "contacts", "moderation_hits",
                   "account_events", "dead_letters"):

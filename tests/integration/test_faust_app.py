@@ -1,10 +1,11 @@
 """faust-streaming + aiokafka 0.14 + the pinned broker work together: a table-backed agent round trip."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faust.types import StreamT
 
 from streams.faust_app import create_app
 from wxarchive.config import Settings
@@ -21,12 +22,12 @@ def test_table_backed_agent_round_trip(settings: Settings, topic_name: Callable[
         await admin.close()
 
         app = create_app(settings, app_id=app_id)
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-        src, out = app.topic(source, **raw), app.topic(sink, **raw)
+        src, out = (app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+                    for name in (source, sink))
         seen = app.Table("seen", default=int)
 
         @app.agent(src)
-        async def count(stream: AsyncIterator[tuple[bytes, bytes]]) -> None:
+        async def count(stream: StreamT[bytes]) -> None:
             async for key, value in stream.items():
                 seen[key.decode()] += 1
                 await out.send(key=key, value=value + b"#%d" % seen[key.decode()])

@@ -21,10 +21,13 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import ingest.spool
 from ingest.records import OutRecord
 from ingest.spool import Spool
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 GROUP = 4  # appends in flight at once, so failures hit group commits too
 
@@ -72,11 +75,11 @@ async def main(directory: Path, mode: str, args: list[int]) -> None:
     else:
         write = os.write
 
-        def slow_write(fd: int, data: bytes | memoryview) -> int:
+        def slow_write(fd: int, data: Buffer) -> int:
             time.sleep(0.0002)
-            return write(fd, data[:4096])
+            return write(fd, memoryview(data)[:4096])
 
-        ingest.spool.os.write = slow_write  # type: ignore[assignment]
+        os.write = slow_write  # the one os module, which ingest.spool calls
         await append_all(spool, itertools.count(), pad=32 * 1024)
     await spool.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_the_connection_cap_is_lowered_to_fit_the_open_file_limit() -> None:
     ({"edge_head_timeout": 0.0}, "WXARCHIVE_EDGE_HEAD_TIMEOUT must be a positive number of seconds"),
     ({"edge_max_connections": 0}, "WXARCHIVE_EDGE_MAX_CONNECTIONS must be at least 1"),
 ])
-def test_settings_that_would_leave_the_edge_unbounded_or_unusable_are_refused(change: dict[str, object],
+def test_settings_that_would_leave_the_edge_unbounded_or_unusable_are_refused(change: dict[str, Any],
                                                                               message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         EdgeLimits.from_settings(dataclasses.replace(Settings(), **change), open_files=65536)

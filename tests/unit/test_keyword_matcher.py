@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from eyun.traffic import DEMO_KEYWORDS, TrafficConfig, TrafficGenerator
-from schemas.callback import PayloadError
-from schemas.message import parse_message
-from moderation.matcher import KeywordMatcher, Subject
-from schemas.keywords import KeywordRule
 from moderation.fold import fold, fold_batch
+from moderation.matcher import KeywordMatcher, Subject
+from schemas.callback import PayloadError
+from schemas.keywords import KeywordRule
+from schemas.message import parse_message
 
 RULES = [KeywordRule("赌博", "gambling", 3), KeywordRule("代开发票", "fraud", 3), KeywordRule("QQ群", "spam", 1),
          KeywordRule("加微信123", "spam", 1), KeywordRule("10元一单", "fraud", 2)]

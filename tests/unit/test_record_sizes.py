@@ -6,9 +6,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from moderation.matcher import KeywordMatcher
 from streams.enrichment import Names
 from streams.processing import RawRecord, finish_batch, prepare_batch
-from moderation.matcher import KeywordMatcher
 from wxarchive.config import Settings
 from wxarchive.topics import max_derived_record_bytes, max_record_bytes, record_bytes
 

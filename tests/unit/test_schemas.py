@@ -10,10 +10,22 @@ import pytest
 from schemas.callback import PayloadError, parse_callback
 from schemas.message import parse_message
 from schemas.message_types import CATALOGUE, Kind
+from tests.fixtures.callbacks import (
+    ACCOUNT,
+    EVENTS,
+    GROUP,
+    GROUP_EVENT_CODES,
+    MEMBER,
+    NO_GROUP_VARIANT,
+    PEER,
+    PRIVATE,
+    QUOTE as QUOTE_XML,
+    RECALL,
+    body,
+    chat_callback,
+    group_event_data,
+)
 from tests.fixtures.seed import callback_example
-from tests.fixtures.callbacks import (ACCOUNT, EVENTS, GROUP, GROUP_EVENT_CODES, MEMBER, NO_GROUP_VARIANT, PEER, PRIVATE,
-                                      RECALL, body, chat_callback, group_event_data)
-from tests.fixtures.callbacks import QUOTE as QUOTE_XML
 
 GROUP_CODES = {str(int(c) + 20000) for c in PRIVATE if c not in NO_GROUP_VARIANT}
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import ingest.spool as spool_module
 from ingest.records import OutRecord
@@ -109,9 +108,14 @@ def test_position_beyond_the_log_after_a_crash_mid_reset(tmp_path: Path) -> None
 
 
 def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    syncs = []
+    syncs: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(spool_module.os, "fsync", lambda fd: (syncs.append(fd), real_fsync(fd))[1])
+
+    def counted_fsync(fd: int) -> None:
+        syncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted_fsync)  # the one os module, which ingest.spool calls
 
     async def scenario() -> None:
         spool = Spool(tmp_path)
@@ -198,9 +202,9 @@ class Disk:
         self.ftruncate_errors = 0  # the next n ftruncates of the log fail with EIO
         self._torn = False
         self._write, self._fsync, self._ftruncate = os.write, os.fsync, os.ftruncate
-        monkeypatch.setattr(spool_module.os, "write", self.write)
-        monkeypatch.setattr(spool_module.os, "fsync", self.fsync)
-        monkeypatch.setattr(spool_module.os, "ftruncate", self.ftruncate)
+        monkeypatch.setattr(os, "write", self.write)  # the one os module, which ingest.spool calls
+        monkeypatch.setattr(os, "fsync", self.fsync)
+        monkeypatch.setattr(os, "ftruncate", self.ftruncate)
 
     @staticmethod
     def _is_log(fd: int) -> bool:

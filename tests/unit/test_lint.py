@@ -1,0 +1,104 @@
+"""ruff and mypy, as pyproject.toml configures them, find nothing: `make test` runs the linters CI runs.
+
+`ruff check .` lints every Python file in the repository; `mypy` checks the packages `[tool.mypy]` lists
+(everything but benchmarks/, strict). Either one's finding fails the test with the tool's own line for it,
+except in the paths of NOT_YET_CLEAN below.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Paths (files or folders, relative to the repository) whose findings are tolerated for now, because other
+# work of issue 12 had these files open when the linters were switched on: the lead fixes them as that work
+# lands and takes them off this list. A path listed here that has no finding left fails the test, so the
+# list only shrinks; never add to it: new code is clean.
+NOT_YET_CLEAN: list[str] = [
+    "commands",  # the composition root, moved out of wxarchive/ (cli.py, stack.py, demo.py)
+    "streams",  # run() and the ops server leaving worker.py for service.py and metrics.py
+    "sinks",  # the same for sink.py
+    "ingest/server.py",
+    "benchmarks/edge_throughput.py",
+    "benchmarks/edge_under_attack.py",
+    "benchmarks/end_to_end_latency.py",
+    "tests/support.py",
+    "tests/chaos_harness.py",
+    "tests/integration/test_edge_hostile.py",
+    "tests/integration/test_edge_wire_fuzz.py",
+    "tests/integration/test_zz_scratch_wirefuzz.py",
+    "tests/integration/test_kafka_broker.py",
+    "tests/integration/test_keywords_command.py",
+    "tests/integration/test_sink.py",  # its crashing sink calls sinks.sink.run, which is moving
+    "tests/integration/test_up.py",
+    "tests/integration/test_worker.py",
+    "tests/unit/test_fake_eyun_command.py",
+    "tests/unit/test_simulator.py",
+    "tests/unit/test_stack.py",
+]
+
+
+def _tolerated(path: str) -> str | None:
+    """The NOT_YET_CLEAN entry that covers `path`, if any."""
+    for entry in NOT_YET_CLEAN:
+        if path == entry or path.startswith(entry.rstrip("/") + "/"):
+            return entry
+    return None
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def ruff_findings() -> list[tuple[str, str]]:
+    """(path, "path:line:col: CODE message") for every ruff finding."""
+    done = _run("ruff", "check", "--output-format", "json", "--no-cache", ".")
+    assert done.returncode in (0, 1), f"ruff could not run (exit {done.returncode}):\n{done.stderr}"
+    found = []
+    for f in json.loads(done.stdout):
+        path = Path(f["filename"]).resolve().relative_to(ROOT).as_posix()
+        found.append((path, f"{path}:{f['location']['row']}:{f['location']['column']}: {f['code']} {f['message']}"))
+    return found
+
+
+def mypy_findings() -> list[tuple[str, str]]:
+    """(path, "path:line: message [code]") for every mypy error."""
+    done = _run("mypy", "--output", "json")
+    assert done.returncode in (0, 1), f"mypy could not run (exit {done.returncode}):\n{done.stdout}{done.stderr}"
+    found = []
+    for line in done.stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        f = json.loads(line)
+        if f["severity"] == "error":
+            found.append((f["file"], f"{f['file']}:{f['line']}: {f['message']}  [{f['code']}]"))
+    return found
+
+
+def _verdict(tool: str, found: list[tuple[str, str]], seen: set[str]) -> list[str]:
+    for path, _ in found:
+        entry = _tolerated(path)
+        if entry is not None:
+            seen.add(entry)
+    return [f"{tool}: {line}" for path, line in found if _tolerated(path) is None]
+
+
+def test_ruff_and_mypy_find_nothing() -> None:
+    began = time.monotonic()
+    seen: set[str] = set()
+    problems = _verdict("ruff", ruff_findings(), seen) + _verdict("mypy", mypy_findings(), seen)
+    stale = [entry for entry in NOT_YET_CLEAN if entry not in seen]
+    problems += [f"NOT_YET_CLEAN lists {entry!r}, which has no finding left: remove it" for entry in stale]
+    if problems:
+        pytest.fail(f"{len(problems)} lint and type findings; `ruff check --fix` mends import order and the like, "
+                    "[tool.ruff] and [tool.mypy] in pyproject.toml say what is checked and why:\n"
+                    + "\n".join(problems), pytrace=False)
+    print(f"ruff and mypy clean in {time.monotonic() - began:.1f}s "
+          f"({len(NOT_YET_CLEAN)} paths still tolerated in NOT_YET_CLEAN)")
