@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
+from commands.stack import Stack  # noqa: E402
 from eyun.traffic import TrafficConfig, TrafficGenerator  # noqa: E402
 from schemas.message import parse_message  # noqa: E402
 from sinks.sink import Sink  # noqa: E402
 from wxarchive.config import Settings  # noqa: E402
 from wxarchive.net import free_ports  # noqa: E402
-from commands.stack import Stack  # noqa: E402
 
 
 async def post_at_rate(url: str, bodies: list[tuple[tuple[str, str] | None, bytes]], rate: float,
@@ -79,7 +79,8 @@ def poster_child(url: str, rate: float, count: int, out: Path) -> None:
 def watch_inserts(sink: Sink, visible: dict[tuple[str, str], float], emitted: dict[tuple[str, str], float]) -> None:
     """Note when each message's block has been inserted (its rows are visible from then on), and when the worker
     wrote its record (the Kafka timestamp, turned into this clock)."""
-    original = sink._insert
+    # Sink has no public hook around its insert yet (style.md lists this private access as one to remove)
+    original = sink._insert  # noqa: SLF001
     offset = time.monotonic() - time.time()
 
     async def timed(feed, rows, records):  # type: ignore[no-untyped-def]
@@ -91,7 +92,7 @@ def watch_inserts(sink: Sink, visible: dict[tuple[str, str], float], emitted: di
                 visible.setdefault((doc["account"], doc["identity"]), now)
                 emitted.setdefault((doc["account"], doc["identity"]), record.timestamp / 1000 + offset)
 
-    sink._insert = timed  # type: ignore[method-assign]
+    sink._insert = timed  # type: ignore[method-assign]  # noqa: SLF001  (as above)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -56,7 +56,9 @@ def server_config(app: EdgeApp, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(CallbackOnly(app) if settings.edge_ops_port else app, host=settings.edge_host,
                           port=settings.edge_port, loop="uvloop", http=guard.protocol_class(), ws="none",
                           lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=10,
-                          server_header=False, date_header=False, timeout_keep_alive=settings.edge_keepalive_timeout,
+                          server_header=False, date_header=False,
+                          # uvicorn annotates int but hands it to loop.call_later, which takes float seconds
+                          timeout_keep_alive=settings.edge_keepalive_timeout,  # type: ignore[arg-type]
                           proxy_headers=bool(proxies), forwarded_allow_ips=proxies)
 
 

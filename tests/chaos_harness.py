@@ -20,6 +20,7 @@ during which their callback was answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -152,10 +153,8 @@ class Sender:
         self._issued += 1
         delay = self._paced_from + self._issued / self.config.rate - time.monotonic()
         if delay > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._hurry.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
 
     async def _deliver(self, http: aiohttp.ClientSession, callback: Callback) -> None:
         for n in range(self.config.attempts):
@@ -179,7 +178,7 @@ class Sender:
             outcome, error = "refused", type(exc).__name__
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
             outcome, error = "reset", f"{type(exc).__name__}: {exc}"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             outcome = "timeout"
         return Attempt(started, time.monotonic(), outcome, error)
 
@@ -242,7 +241,7 @@ class Child:
                 async with http.get(self.probe_url) as response:
                     if response.status == 200:
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the {self.name} was not ready within {timeout:.0f}s:\n{tail(self.log_path)}")
@@ -268,7 +267,7 @@ class Child:
                     self.proc.terminate()
                     try:
                         await asyncio.wait_for(self.proc.wait(), timeout)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         self.proc.kill()
                 code = await self.proc.wait()
             for proc in self._spawned:
@@ -389,7 +388,7 @@ class ChaosStack:
         try:
             async with self.http.get(f"{base_url}/metrics") as response:
                 text = (await response.read()).decode()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return None
         for line in text.splitlines():
             if line.startswith((name + "{", name + " ")):
@@ -813,13 +812,13 @@ def assess(sender: Sender, phases: list[Phase], archive: Archive, truth: Summary
         if key not in present:
             figures[index].lost_views += 1
     unattributed_duplicates = 0
-    for (view, account, identity), n in archive.rows.items():
+    for (_view, account, identity), n in archive.rows.items():
         if n > 1:
-            index = first_seen.get((account, identity))
-            if index is None:
+            first = first_seen.get((account, identity))
+            if first is None:
                 unattributed_duplicates += n - 1
             else:
-                figures[index].duplicated += n - 1
+                figures[first].duplicated += n - 1
     in_both = {(a, i) for v, a, i in archive.rows if v == "v_messages"} & {(a, i) for v, a, i in archive.rows if v == "v_account_events"}
     for key in in_both:
         if key in first_seen:

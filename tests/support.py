@@ -8,7 +8,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka.structs import ConsumerRecord
 
@@ -16,13 +16,12 @@ from eyun.directory import Directory
 from eyun.fake_server import FakeEyun, serve
 from ingest.app import EdgeApp
 from ingest.service import serve as serve_edge
-from wxarchive.config import Settings
 from schemas.callback import PayloadError
 from schemas.message import parse_message
+from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer, read_to_end
-from wxarchive.topics import RAW, ensure_topics
 from wxarchive.net import free_ports
-
+from wxarchive.topics import RAW, ensure_topics
 
 T = TypeVar("T")
 
@@ -46,9 +45,9 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[
     return await read_to_end(bootstrap, topic, timeout)
 
 
-def edge_settings(settings: Settings, **changes: object) -> Settings:
+def edge_settings(settings: Settings, **changes: Any) -> Settings:
     (port,) = free_ports(1)
-    defaults: dict[str, object] = {"edge_port": port, "edge_secret": "s3cret", "edge_id": "edge-test",
+    defaults: dict[str, Any] = {"edge_port": port, "edge_secret": "s3cret", "edge_id": "edge-test",
                                    "topic_prefix": f"t{uuid.uuid4().hex[:10]}", "kafka_partitions": 2}
     return dataclasses.replace(settings, **{**defaults, **changes})
 

@@ -122,7 +122,7 @@ async def trickle(url: str, sent: list[bytes] | None = None) -> AsyncIterator[No
                     results.append((response.status, loop.time() - started))
                     if sent is not None and response.status == 200:
                         sent.append(raw)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 results.append((repr(exc), loop.time() - started))
 
         async def run() -> None:
@@ -323,10 +323,10 @@ def test_slow_and_idle_connections_are_closed_in_time(hostile: Edge) -> None:
         async with trickle(hostile.url):
             slow = [attack(hostile, POST_HEAD * 3, byte_by_byte=True, pause=1.0) for _ in range(20)]
             idle = [attack(hostile, b"") for _ in range(20)]
-            results = await asyncio.gather(*slow, *idle, slow_after_answer())
-        slow_answers = [a for a, _ in results[:20]]
-        idle_answers = [a for a, _ in results[20:40]]
-        keep_alive = results[40]
+            slow_results, idle_results, keep_alive = await asyncio.gather(
+                asyncio.gather(*slow), asyncio.gather(*idle), slow_after_answer())
+        slow_answers = [a for a, _ in slow_results]
+        idle_answers = [a for a, _ in idle_results]
         for a in slow_answers + [keep_alive]:
             assert (a.status, a.message) == (408, "request head not received in time")
             assert HEAD_TIMEOUT - 0.2 < a.seconds < HEAD_TIMEOUT + SWEEP + 1.5, a.seconds
@@ -488,9 +488,9 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies(settings: Se
     forged = {**JSON, "X-Forwarded-For": "10.9.9.9"}
 
     async def post(s: Settings, raw: bytes) -> tuple[int, str]:
-        async with running_edge(s) as (url, _), aiohttp.ClientSession() as http:
-            async with http.post(f"{url}/callback/s3cret", data=raw, headers=forged) as response:
-                return response.status, orjson.loads(await response.read())["message"]
+        async with (running_edge(s) as (url, _), aiohttp.ClientSession() as http,
+                    http.post(f"{url}/callback/s3cret", data=raw, headers=forged) as response):
+            return response.status, orjson.loads(await response.read())["message"]
 
     async def scenario() -> None:
         refused_one, recorded, forwarded = callback(), callback(), callback()

@@ -127,6 +127,7 @@ def test_a_broker_killed_with_sigkill_comes_back_with_every_acknowledged_record(
 def test_stop_kills_a_broker_that_ignores_sigterm(tmp_path: Path) -> None:
     broker = LocalKafka(broker_spec(tmp_path / "kafka"))
     state = broker.start()
+    assert state.pid is not None
     os.kill(state.pid, signal.SIGSTOP)  # a stopped JVM cannot act on SIGTERM
     try:
         result = broker.stop(timeout=1.0)

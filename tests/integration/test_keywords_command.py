@@ -10,8 +10,8 @@ from pathlib import Path
 
 import orjson
 
-from moderation.matcher import Subject
 from moderation.keyword_set import KeywordSet
+from moderation.matcher import Subject
 from tests.support import read_topic
 from wxarchive.config import Settings
 from wxarchive.topics import KEYWORDS

@@ -10,17 +10,20 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from eyun.directory import Directory
+from eyun.fake_server import FakeEyun
 from eyun.traffic import DEMO_KEYWORDS, TrafficConfig, TrafficGenerator
-from schemas.callback import PayloadError
-from schemas.message import parse_message
-from sinks.sink import Sink
 from moderation.keyword_admin import write_rules
+from schemas.callback import PayloadError
 from schemas.keywords import KeywordRule
+from schemas.message import ArchiveMessage, parse_message
+from sinks.sink import Sink
 from streams.worker import Worker
 from tests.support import publish_raw, read_topic, run_with_fake_eyun, until
 from wxarchive.config import Settings
@@ -28,19 +31,20 @@ from wxarchive.kafka_clients import durable_producer
 from wxarchive.net import free_ports
 from wxarchive.topics import DLQ, MESSAGES, Topic, ensure_topics
 
+TopicName = Callable[[str], str]  # the topic_name fixture
 RECEIVED_MS = 1700000000000  # a receive time for records written straight to the worker's topics
 
 
-def sink_settings(settings: Settings, topic_name, tmp_path: Path, **changes: object) -> Settings:  # type: ignore[no-untyped-def]
-    defaults: dict[str, object] = {"topic_prefix": topic_name("s"), "kafka_partitions": 2, "worker_store": "memory://",
+def sink_settings(settings: Settings, topic_name: TopicName, tmp_path: Path, **changes: Any) -> Settings:
+    defaults: dict[str, Any] = {"topic_prefix": topic_name("s"), "kafka_partitions": 2, "worker_store": "memory://",
                                    "clickhouse_dsn": f"chdb://{tmp_path / 'clickhouse'}", "sink_batch_rows": 400,
                                    "sink_batch_seconds": 0.3}
     return dataclasses.replace(settings, **{**defaults, **changes})
 
 
-def unique_messages(bodies: list[bytes]) -> dict[tuple[str, str], object]:
+def unique_messages(bodies: list[bytes]) -> dict[tuple[str, str], ArchiveMessage]:
     """The simulator's bodies parsed and deduplicated by identity, as the archive should hold them."""
-    out = {}
+    out: dict[tuple[str, str], ArchiveMessage] = {}
     for body in bodies:
         try:
             m = parse_message(body)
@@ -50,7 +54,7 @@ def unique_messages(bodies: list[bytes]) -> dict[tuple[str, str], object]:
     return out
 
 
-async def rows(sink: Sink, sql: str) -> list[tuple]:  # type: ignore[type-arg]
+async def rows(sink: Sink, sql: str) -> list[tuple[Any, ...]]:
     return await sink.clickhouse.query_rows(sql)
 
 
@@ -58,14 +62,14 @@ async def scalar(sink: Sink, sql: str) -> int:
     return int((await rows(sink, sql))[0][0])
 
 
-def test_views_hold_exactly_the_simulated_archive(settings: Settings, topic_name, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_views_hold_exactly_the_simulated_archive(settings: Settings, topic_name: TopicName, tmp_path: Path) -> None:
     generator = TrafficGenerator(TrafficConfig(count=2500, seed=31, duplicate_rate=0.2, malformed_rate=0.02))
     bodies = generator.bodies()
     truth = generator.summary
     parsed = unique_messages(bodies)
-    messages = [m for m in parsed.values() if m.kind == "message"]  # type: ignore[attr-defined]
+    messages = [m for m in parsed.values() if m.kind == "message"]
 
-    async def scenario(fake, url: str) -> None:  # type: ignore[no-untyped-def]
+    async def scenario(fake: FakeEyun, url: str) -> None:
         s = sink_settings(settings, topic_name, tmp_path, eyun_url=url, eyun_token="fake-eyun-token")
         received_ms = int(time.time() * 1000)
         await publish_raw(s, bodies, received_ms)
@@ -129,7 +133,8 @@ def _message_doc(account: str, n: int, **changes: object) -> bytes:
     return orjson.dumps(doc)
 
 
-def test_refusals_keep_offsets_and_poison_records_go_to_the_dlq(settings: Settings, topic_name, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_refusals_keep_offsets_and_poison_records_go_to_the_dlq(settings: Settings, topic_name: TopicName,
+                                                                tmp_path: Path) -> None:
     s = sink_settings(settings, topic_name, tmp_path)
     good = [_message_doc("wxid_acc", n) for n in range(50)]
     not_a_bool = _message_doc("wxid_acc", 50, is_group="maybe")
@@ -178,7 +183,8 @@ module.run(Settings.load())
 """
 
 
-def test_a_sink_killed_between_insert_and_commit_leaves_no_duplicates_or_gaps(settings: Settings, topic_name, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_sink_killed_between_insert_and_commit_leaves_no_duplicates_or_gaps(settings: Settings, topic_name: TopicName,
+                                                                              tmp_path: Path) -> None:
     s = sink_settings(settings, topic_name, tmp_path, sink_batch_rows=100000, sink_batch_seconds=1.0)
     docs = [_message_doc(f"wxid_{n % 3}", n) for n in range(3000)]
     (port,) = free_ports(1)

@@ -39,7 +39,8 @@ def test_up_check_starts_reports_and_stops_everything(tmp_path: Path) -> None:
     bootstrap = env["WXARCHIVE_KAFKA_BOOTSTRAP"]
     assert f"kafka   ready  {bootstrap}  (local Apache Kafka" in done.stdout
     assert "eyun    ready  http://127.0.0.1:" in done.stdout and "(fake E云 API" in done.stdout
-    assert f"sink    ready  http://127.0.0.1:{env['WXARCHIVE_SINK_PORT']}  (in this process, into chdb {tmp_path / 'var' / 'clickhouse'})" in done.stdout
+    chdb_dir = tmp_path / "var" / "clickhouse"
+    assert f"sink    ready  http://127.0.0.1:{env['WXARCHIVE_SINK_PORT']}  (in this process, into chdb {chdb_dir})" in done.stdout
     assert f"edge    ready  http://127.0.0.1:{env['WXARCHIVE_EDGE_PORT']}/callback  (no secret" in done.stdout
     assert f"worker  ready  http://127.0.0.1:{env['WXARCHIVE_WORKER_PORT']}/metrics" in done.stdout
     assert "Error" not in done.stderr, done.stderr  # quiet: no transient noise from the libraries

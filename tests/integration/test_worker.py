@@ -24,8 +24,16 @@ from streams.worker import Worker
 from tests.support import publish_raw, read_topic, run_with_fake_eyun, until
 from wxarchive.config import Settings
 from wxarchive.net import free_ports
-from wxarchive.topics import (CONTACTS, DLQ, EVENTS, MESSAGES, MODERATION, align_topic_config, dedupe_changelog,
-                              topic_config)
+from wxarchive.topics import (
+    CONTACTS,
+    DLQ,
+    EVENTS,
+    MESSAGES,
+    MODERATION,
+    align_topic_config,
+    dedupe_changelog,
+    topic_config,
+)
 
 
 def worker_settings(settings: Settings, topic_name: Callable[[str], str]) -> Settings:

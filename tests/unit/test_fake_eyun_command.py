@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wxarchive.net import free_ports
 from eyun.client import EyunClient
 from eyun.directory import Directory
 from eyun.fake_server import DEFAULT_TOKEN
+from wxarchive.net import free_ports
 
 ROOT = Path(__file__).parents[2]
 

@@ -22,26 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 # lands and takes them off this list. A path listed here that has no finding left fails the test, so the
 # list only shrinks; never add to it: new code is clean.
 NOT_YET_CLEAN: list[str] = [
-    "commands",  # the composition root, moved out of wxarchive/ (cli.py, stack.py, demo.py)
-    "streams",  # run() and the ops server leaving worker.py for service.py and metrics.py
-    "sinks",  # the same for sink.py
-    "ingest/server.py",
-    "benchmarks/edge_throughput.py",
-    "benchmarks/edge_under_attack.py",
-    "benchmarks/end_to_end_latency.py",
-    "tests/support.py",
-    "tests/chaos_harness.py",
-    "tests/integration/test_edge_hostile.py",
-    "tests/integration/test_edge_wire_fuzz.py",
-    "tests/integration/test_zz_scratch_wirefuzz.py",
-    "tests/integration/test_kafka_broker.py",
-    "tests/integration/test_keywords_command.py",
-    "tests/integration/test_sink.py",  # its crashing sink calls sinks.sink.run, which is moving
-    "tests/integration/test_up.py",
-    "tests/integration/test_worker.py",
-    "tests/unit/test_fake_eyun_command.py",
-    "tests/unit/test_simulator.py",
-    "tests/unit/test_stack.py",
+    "commands",  # the composition root, moved out of wxarchive/ in issue 12 step 2 (cli.py, stack.py, demo.py)
+    "streams",  # run() and metrics moved into service.py and metrics.py in the same step
+    "sinks",  # the same for the sink
+    "benchmarks/edge_throughput.py",  # being rewritten
+    "benchmarks/edge_under_attack.py",  # new, not committed yet
+    "tests/integration/test_edge_wire_fuzz.py",  # new, not committed yet
+    "tests/integration/test_zz_scratch_wirefuzz.py",  # a scratch file
 ]
 
 

@@ -6,15 +6,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from commands.stack import Component, Stack, served_locally, worker_flags
 from eyun.breaker import BreakerState, CircuitBreaker
 from eyun.directory import Directory
 from eyun.fake_server import DEFAULT_TOKEN, FakeEyun
-from streams.worker import Worker
 from streams.metrics import serve_worker_ops
+from streams.worker import Worker
 from tests.support import run_with_fake_eyun
 from tests.unit.test_enrichment import message
 from wxarchive.config import Settings
-from commands.stack import Component, Stack, served_locally, worker_flags
 
 
 @pytest.mark.parametrize("bootstrap", ["127.0.0.1:9092", "localhost:9092", "127.0.0.2:19092", "[::1]:9092",
