@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from wxarchive.errors import WxarchiveError
 
-class EyunError(Exception):
+
+class EyunError(WxarchiveError):
+    http_status = 502
+
     def __init__(self, endpoint: str, message: str, code: str | None = None) -> None:
         super().__init__(f"{endpoint}: {message}" + (f" (code {code})" if code else ""))
         self.endpoint = endpoint

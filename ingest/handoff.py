@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from enum import Enum
+from typing import cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -29,6 +30,7 @@ from ingest.metrics import EdgeMetrics
 from ingest.records import OutRecord, dead_letter
 from ingest.spool import Spool, SpoolBatch, SpoolFull
 from wxarchive.config import Settings
+from wxarchive.errors import WxarchiveError
 from wxarchive.kafka_clients import durable_producer, refuses_the_record
 from wxarchive.topics import DLQ, RAW, align_topic_config, ensure_topics, max_record_bytes, record_bytes
 
@@ -44,8 +46,10 @@ class Delivery(str, Enum):
     UNAVAILABLE = "unavailable"
 
 
-class RecordRefused(Exception):
+class RecordRefused(WxarchiveError):
     """Kafka refused this record for what it is (its size, its bytes); Kafka itself is fine."""
+
+    http_status = 413
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -103,7 +107,7 @@ class KafkaHandoff:
         if self._producer is not None:
             try:
                 await asyncio.wait_for(self._producer.stop(), self.bound)
-            except (asyncio.TimeoutError, KafkaError):
+            except (TimeoutError, KafkaError):
                 log.warning("Kafka did not take the last records before shutdown; E云 re-pushes what got no 200")
         if self.spool is not None:
             await self.spool.close()
@@ -126,7 +130,7 @@ class KafkaHandoff:
                 raise RecordRefused(_describe(exc)) from exc
             self._mark_down(_describe(exc))
             return Delivery.UNAVAILABLE
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._mark_down(f"no acknowledgement within {self.bound:g}s")
             return Delivery.UNAVAILABLE
         self.metrics.produce.observe(time.perf_counter() - started)
@@ -201,7 +205,7 @@ class KafkaHandoff:
                 self._producer = producer
             else:
                 await asyncio.wait_for(self._producer.client.fetch_all_metadata(), self.bound)
-        except (asyncio.TimeoutError, KafkaError, OSError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             self._mark_down(str(exc) or type(exc).__name__)
             return
         if not self.kafka_up:
@@ -256,7 +260,7 @@ class KafkaHandoff:
                         raise
                     pending.append(exc)
             outcomes = await asyncio.wait_for(asyncio.gather(*(_outcome(p) for p in pending)), self.bound * 2)
-        except (asyncio.TimeoutError, KafkaError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             self._mark_down(f"while draining the spool: {_describe(exc)}")
             return 0
         settled = 0
@@ -301,7 +305,7 @@ async def _outcome(pending: asyncio.Future[object] | BaseException) -> BaseExcep
     try:
         await pending
     except KafkaError as exc:
-        return exc
+        return cast(BaseException, exc)  # aiokafka ships no types: to mypy its errors are Any
     return None
 
 

@@ -73,6 +73,7 @@ from pathlib import Path
 import orjson
 
 from ingest.records import OutRecord
+from wxarchive.errors import WxarchiveError
 
 MARKER = b"\xffWX2"
 _U32 = struct.Struct(">I")
@@ -84,8 +85,10 @@ _Buffer = bytes | mmap.mmap
 _FrameAt = Callable[[_Buffer, int, int, int], "tuple[int, OutRecord] | None"]
 
 
-class SpoolFull(Exception):
+class SpoolFull(WxarchiveError):
     """The spool reached its size limit; the edge answers 503 again rather than fill the disk."""
+
+    http_status = 503
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from schemas.message_types import Kind, MessageType, lookup
+from wxarchive.errors import WxarchiveError
 
 MAX_U64 = 2**64 - 1
 # Levels of nested objects and arrays in a body, the body itself being level 1. A callback has three; the
@@ -60,8 +61,11 @@ TOP_LEVEL_KEYS = ("wcId", "messageType", "newMsgId", "data")
 DATA_KEYS = ("newMsgId", "fromUser", "toUser", "fromGroup", "self", "sel")
 
 
-class PayloadError(ValueError):
+class PayloadError(WxarchiveError, ValueError):
     """The body is not a callback we can archive. `reason` is short, specific and safe to send back."""
+
+    exit_code = 2
+    http_status = 400
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -234,7 +238,7 @@ def json_type(value: Any) -> str:
     return "an object"
 
 
-def as_u64(value: Any, field: str) -> int | None:
+def as_u64(value: object, field: str) -> int | None:
     """A 64-bit id, exactly. Integers and ASCII digit strings are accepted; a float has already lost digits
     (orjson turns integers beyond 2^64-1 into floats), so it is an error, never a rounded id.
     A negative value is a signed-64-bit rendering of the same id (Java SDKs) and is mapped back.

@@ -16,10 +16,14 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord
 
+from wxarchive.errors import WxarchiveError
 
 
-class RowError(Exception):
-    pass
+
+class RowError(WxarchiveError):
+    """A record that cannot become a row; it goes to the dead-letter topic with this reason."""
+
+    http_status = 400
 
 
 def _ms(value: Any) -> datetime:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import struct
 import time
 from dataclasses import dataclass, field
@@ -325,9 +324,8 @@ def refused_for_data(exc: BaseException) -> bool:
         return False
     if isinstance(exc, DataError):  # the client could not encode a value for its column
         return True
-    if isinstance(exc, DatabaseError):
-        match = re.search(r"Code: (\d+)", str(exc))
-        return bool(match) and int(match.group(1)) in DATA_ERROR_CODES
+    if isinstance(exc, DatabaseError):  # clickhouse-connect carries ClickHouse's code (HTTP header or chdb)
+        return exc.code in DATA_ERROR_CODES
     return isinstance(exc, (ValueError, TypeError, OverflowError, struct.error, UnicodeError))
 
 

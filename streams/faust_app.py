@@ -9,6 +9,7 @@ idempotence only under exactly-once processing, so at-least-once workers rely on
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import faust
 
@@ -46,3 +47,9 @@ def create_app(
         web_port=web_port or 6066,
         web_bind="127.0.0.1",
     )
+
+
+def running_consumer(app: faust.App) -> Any | None:
+    """The app's consumer once faust made one, else None. `app.consumer` would create one on first access (before
+    faust's own start has configured it), so this is the one place that reads faust's private attribute."""
+    return getattr(app, "_consumer", None)

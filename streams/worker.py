@@ -27,11 +27,11 @@ from aiokafka.errors import KafkaError
 from eyun.client import EyunClient
 from streams.dedupe_state import DedupeState
 from streams.enrichment import Enricher
-from streams.faust_app import create_app
+from streams.faust_app import create_app, running_consumer
 from moderation.keyword_set import KeywordSet
 from streams.processing import RawRecord, finish_batch, prepare_batch
 from wxarchive.config import Settings
-from wxarchive.kafka_clients import durable_producer, read_to_end
+from wxarchive.kafka_clients import durable_producer, read_to_end, topic_partitions
 from wxarchive.kafka_watch import KafkaWatch
 from wxarchive.topics import (CONTACTS, DLQ, EVENTS, KEYWORDS, MESSAGES, MODERATION, RAW, align_topic_config,
                               dedupe_changelog, ensure_topics, max_derived_record_bytes)
@@ -166,8 +166,7 @@ class Worker:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
             try:
                 await consumer.start()
-                await consumer._client.force_metadata_update()
-                tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                tps = await topic_partitions(consumer, topic)
                 consumer.assign(tps)
                 await consumer.seek_to_beginning(*tps)
                 if lost:
@@ -192,7 +191,7 @@ class Worker:
 
     def lag(self) -> dict[int, int]:
         """Per assigned raw partition: records behind the consumer's high-water mark."""
-        consumer = getattr(self.app, "_consumer", None)
+        consumer = running_consumer(self.app)
         if consumer is None:
             return {}
         behind = {}

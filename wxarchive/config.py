@@ -142,7 +142,7 @@ class Settings:
         for name, value in (overrides or {}).items():
             if value is not None:
                 values[name] = _convert(fields_by_name()[name], value, source=flag_name(name))
-        return cls(**values)._resolved()
+        return cls(**values)._resolved()  # noqa: SLF001  (the class's own validation, on the instance it built)
 
     def _resolved(self) -> Settings:
         if self.log_level not in LOG_LEVELS:
@@ -177,6 +177,10 @@ class Settings:
         """Every setting as its WXARCHIVE_* variable, for a child process to load the same configuration."""
         return {env_name(f.name): str(getattr(self, f.name)).lower() if isinstance(getattr(self, f.name), bool)
                 else str(getattr(self, f.name)) for f in fields(self)}
+
+    def __repr__(self) -> str:
+        """Masked like `masked()`: a Settings in a log line or a traceback shows no secret."""
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.masked().items()) + ")"
 
     def masked(self) -> dict[str, str]:
         """The effective values as text, with secrets and DSN passwords hidden: safe to print and log."""

@@ -1,10 +1,32 @@
-"""Errors a user can act on. The CLI prints their message on one line and exits non-zero, no traceback."""
+"""Errors a user can act on, in one tree. Each class says how it is handled: `exit_code` for the CLI (which
+prints the message on one line, no traceback) and `http_status` for an HTTP answer. Handlers read these
+attributes; none parses a message's text. Packages keep their own errors in their own modules, under this root:
+
+    WxarchiveError                       exit 1, HTTP 500
+    ├── ConfigError                      exit 2: a setting has a value the program cannot use
+    ├── PrerequisiteError                exit 1, HTTP 503: Java, Maven, a free port… is missing
+    ├── BrokerError                      exit 1, HTTP 503: Kafka cannot be reached, started or stopped
+    ├── ClickHouseError                  exit 1, HTTP 503: ClickHouse cannot be opened or refused; `code` is ClickHouse's
+    ├── schemas.callback.PayloadError    exit 2, HTTP 400: a body that cannot be archived; `reason` is safe to send back
+    ├── eyun.errors.EyunError            HTTP 502: an E云 API call failed (timeout, transport, API code, breaker open)
+    ├── ingest.spool.SpoolFull           HTTP 503: the spool reached its limit
+    ├── ingest.handoff.RecordRefused     HTTP 413: Kafka refused a record for what it is, not because it is away
+    └── sinks.rows.RowError              HTTP 400: a record that cannot become a row (it goes to the dead-letter topic)
+
+Exceptions used only as signals inside one module (a protocol refusal, a stop while waiting) are not errors
+to handle elsewhere and stay outside the tree.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BrokerError", "ClickHouseError", "ConfigError", "PrerequisiteError", "WxarchiveError"]
 
 
 class WxarchiveError(Exception):
     """A failure with a message that says what went wrong and what to do about it."""
 
     exit_code = 1
+    http_status = 500
 
 
 class ConfigError(WxarchiveError):
@@ -16,10 +38,20 @@ class ConfigError(WxarchiveError):
 class PrerequisiteError(WxarchiveError):
     """Something the machine must provide (Java, Maven, a free port) is missing."""
 
+    http_status = 503
+
 
 class BrokerError(WxarchiveError):
-    """The local Kafka broker could not be fetched, started or stopped."""
+    """The local Kafka broker could not be fetched, started or stopped, or Kafka did not answer."""
+
+    http_status = 503
 
 
 class ClickHouseError(WxarchiveError):
-    """ClickHouse could not be opened or reached."""
+    """ClickHouse could not be opened or reached, or refused a query; `code` is ClickHouse's error code if known."""
+
+    http_status = 503
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code

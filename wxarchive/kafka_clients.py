@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import (CorruptRecordException, KafkaError, MessageSizeTooLargeError, RecordListTooLargeError,
-                             RecordTooLargeError)
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from aiokafka.structs import ConsumerRecord
 
 from wxarchive.errors import BrokerError
@@ -94,7 +99,7 @@ async def _list_topics(bootstrap: str, timeout: float) -> list[str]:
     try:
         await asyncio.wait_for(admin.start(), timeout)
         return sorted(await asyncio.wait_for(admin.list_topics(), timeout))
-    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, KafkaError, OSError) as exc:
         raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout:g}s ({type(exc).__name__}: {exc})") from exc
     finally:
         await admin.close()
@@ -120,15 +125,21 @@ async def read_partitions(bootstrap: str, topic: str, starts: dict[int, int], ti
         return await _read_to_end(bootstrap, topic, starts, timeout)
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of `topic` as the cluster knows it now, also for a topic created after the consumer
+    started. aiokafka has no public call that refreshes what `partitions_for_topic` reads, so this is the one
+    place that reaches into its client."""
+    await consumer._client.force_metadata_update()  # noqa: SLF001
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
 async def _read_to_end(bootstrap: str, topic: str, starts: dict[int, int] | None, timeout: float
                        ) -> list[ConsumerRecord]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed",
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # a topic created after the consumer started
-        known = sorted(consumer.partitions_for_topic(topic) or ())
-        tps = [TopicPartition(topic, p) for p in known if starts is None or p in starts]
+        tps = [tp for tp in await topic_partitions(consumer, topic) if starts is None or tp.partition in starts]
         if not tps:
             return []
         consumer.assign(tps)
