@@ -9,6 +9,7 @@ from commands.common import Subcommands, leaf
 from wxarchive.config import Settings
 from wxarchive.errors import ConfigError
 
+
 def register(commands: Subcommands) -> None:
     migrate = leaf(commands, "migrate", _cmd_migrate, help="create or update the wxarchive database in ClickHouse",
         description="Apply the schema migrations not yet applied (recorded in wxarchive.schema_migrations). Running "
@@ -29,8 +30,8 @@ def register(commands: Subcommands) -> None:
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from wxarchive.clickhouse import open_client, parse_dsn
     from sinks.schema import MIGRATIONS, cluster_statements, migrate
+    from wxarchive.clickhouse import open_client, parse_dsn
 
     if args.cluster and not args.print_sql:
         raise ConfigError("migrate --cluster generates the cluster's SQL for review: use it with --print")

@@ -8,6 +8,7 @@ from commands.common import Subcommands, leaf, ops_endpoint_flags
 from wxarchive.config import Settings
 from wxarchive.net import require_free_port
 
+
 def register(commands: Subcommands) -> None:
     edge = leaf(commands, "edge", _cmd_edge, help="run the ingest edge: receive E云 callbacks and write them to Kafka",
         description="Receive E云 callbacks on POST /callback/SECRET (or /callback?secret=SECRET) and answer 200 only "

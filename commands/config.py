@@ -7,6 +7,7 @@ import argparse
 from commands.common import Subcommands, leaf
 from wxarchive.config import Settings, describe, env_name
 
+
 def register(commands: Subcommands) -> None:
     cfg = leaf(commands, "config", _cmd_config, help="print the effective configuration (secrets masked)")
     cfg.add_argument("--describe", action="store_true", help="list every setting: variable, flag, default, meaning")

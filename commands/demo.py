@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from eyun.delivery import Progress, post_all
 from eyun.traffic import DEMO_KEYWORDS, Summary, TrafficConfig, TrafficGenerator
-from sinks.sink import Sink
 from moderation.keyword_admin import write_rules
 from schemas.keywords import KeywordRule
+from sinks.sink import Sink
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import read_to_end
 from wxarchive.topics import KEYWORDS, ensure_topics

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from commands.common import Subcommands, leaf, non_negative_int
 from wxarchive.config import Settings
 from wxarchive.errors import ConfigError, PrerequisiteError
+
 
 def register(commands: Subcommands) -> None:
     sim = leaf(commands, "simulate", _cmd_simulate, help="generate realistic E云 callback traffic into a file or at an edge",
@@ -33,7 +35,8 @@ def register(commands: Subcommands) -> None:
     sim.add_argument("--summary", type=Path, metavar="FILE", help="also write the summary as JSON")
     sim.add_argument("--quiet", action="store_true", help="no progress display")
 
-    fake = leaf(commands, "fake-eyun", _cmd_fake_eyun, help="run a fake E云 API (getContact, sendText, address list, chat rooms) for local use and tests",
+    fake = leaf(commands, "fake-eyun", _cmd_fake_eyun,
+                help="run a fake E云 API (getContact, sendText, address list, chat rooms) for local use and tests",
         description="Serve the E云 endpoints the archive uses, with the documents' response shapes, from a generated "
                     "directory of accounts, friends and groups (the same --seed and --accounts as `simulate` give "
                     "the same people). Knobs inject failures, latency and timeouts; GET /_fake/calls lists every "
@@ -99,8 +102,6 @@ def _cmd_fake_eyun(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await runner.cleanup()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it stops
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
     return 0

@@ -10,6 +10,7 @@ from commands.common import Subcommands, leaf
 from wxarchive.config import Settings
 from wxarchive.errors import ConfigError
 
+
 def register(commands: Subcommands) -> None:
     kw = commands.add_parser("keywords", help="manage the sensitive-word list (workers pick changes up within seconds)",
                              description="The sensitive-word list lives on the compacted topic PREFIX.keywords. A fuzzy "

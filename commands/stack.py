@@ -27,8 +27,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.kafka_broker import BrokerSpec, LocalKafka
-from sinks.service import SinkService
-from sinks.service import serve as serve_sink
+from sinks.service import SinkService, serve as serve_sink
 from sinks.sink import Sink
 from wxarchive.config import Settings, env_name
 from wxarchive.errors import BrokerError, PrerequisiteError
@@ -70,12 +69,12 @@ async def worker_flags(metrics_url: str) -> dict[str, str]:
     """What the worker's /metrics shows that a person running the stack must hear about, by kind; {} when all is
     well (or the page cannot be read: the worker's own exit is reported by `Stack.wait`)."""
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
-            async with session.get(metrics_url) as response:
-                text = await response.text()
+        timeout = aiohttp.ClientTimeout(total=3)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(metrics_url) as response:
+            text = await response.text()
         values = {sample.name: sample.value for family in text_string_to_metric_families(text)
                   for sample in family.samples if not sample.labels}
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, ValueError):
         return {}
     flags = {}
     if values.get("wxarchive_worker_eyun_breaker_open"):
@@ -215,7 +214,7 @@ class Stack:
                     async with session.get(ready_url) as response:
                         if response.status == 200:
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 if asyncio.get_running_loop().time() > deadline:
                     raise PrerequisiteError(f"the {name} was not ready within {CHILD_READY_TIMEOUT_S:.0f}s "
@@ -233,7 +232,8 @@ class Stack:
         if self._sink_service is not None:
             watched[self._sink_service.finished] = "the sink stopped"  # type: ignore[index]
         for name, proc in self._children:
-            watched[asyncio.ensure_future(proc.wait())] = f"the {name} exited (log: {self.settings.data_dir.resolve() / 'logs' / (name + '.log')})"
+            log_path = self.settings.data_dir.resolve() / "logs" / f"{name}.log"
+            watched[asyncio.ensure_future(proc.wait())] = f"the {name} exited (log: {log_path})"
         done, pending = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         for future in pending:
             if self._sink_service is None or future is not self._sink_service.finished:
@@ -265,7 +265,7 @@ async def _terminate(proc: asyncio.subprocess.Process, timeout_s: float = 30.0) 
         proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
 

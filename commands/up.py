@@ -7,6 +7,7 @@ import argparse
 from commands.common import Subcommands, leaf, non_negative_int
 from wxarchive.config import Settings
 
+
 def register(commands: Subcommands) -> None:
     up = leaf(commands, "up", _cmd_up, help="run the archive on this machine (local broker, embedded ClickHouse)",
                              description="Start every part of the archive that is not already running, print where "

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
 
 from wxarchive.errors import WxarchiveError
-
 
 
 class RowError(WxarchiveError):
@@ -27,7 +26,7 @@ class RowError(WxarchiveError):
 
 
 def _ms(value: Any) -> datetime:
-    return datetime.fromtimestamp(int(value or 0) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(int(value or 0) / 1000, tz=UTC)
 
 
 def _doc(record: ConsumerRecord) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+
 from sinks.metrics import serve_sink_ops
 from sinks.schema import DATABASE
 from sinks.sink import Sink

@@ -33,9 +33,9 @@ from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
-from wxarchive.clickhouse import AsyncClickHouse, parse_dsn
 from sinks.rows import FEEDS, RowError, TableFeed
 from sinks.schema import DATABASE, migrate
+from wxarchive.clickhouse import AsyncClickHouse, parse_dsn
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer, manual_commit_consumer
 from wxarchive.kafka_watch import KafkaWatch
@@ -309,7 +309,7 @@ def block_token(records: list[ConsumerRecord]) -> str:
     for record in records:
         span = ranges.setdefault(record.partition, [record.offset, record.offset])
         span[0], span[1] = min(span[0], record.offset), max(span[1], record.offset)
-    return records[0].topic + ":" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+    return str(records[0].topic) + ":" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
 
 
 # ClickHouse error codes that mean "this data cannot go into this table", as opposed to the server being
@@ -325,7 +325,7 @@ def refused_for_data(exc: BaseException) -> bool:
     if isinstance(exc, DataError):  # the client could not encode a value for its column
         return True
     if isinstance(exc, DatabaseError):  # clickhouse-connect carries ClickHouse's code (HTTP header or chdb)
-        return exc.code in DATA_ERROR_CODES
+        return bool(exc.code in DATA_ERROR_CODES)
     return isinstance(exc, (ValueError, TypeError, OverflowError, struct.error, UnicodeError))
 
 

@@ -23,7 +23,7 @@ import logging
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -180,7 +180,7 @@ class DedupeState:
         self.stores: dict[int, PartitionStore] = {}
         self.current: set[int] = set()  # partitions caught up with the changelog since they were assigned
         self.pending: dict[int, dict[bytes, None]] = {}
-        self._in_flight: list[tuple[int, asyncio.Future]] = []
+        self._in_flight: list[tuple[int, asyncio.Future[Any]]] = []
         self.expired = 0
         self.restored = 0
         self._last_sweep = 0

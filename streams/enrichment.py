@@ -111,8 +111,8 @@ class Enricher:
                 if pending:
                     self.stats.timeouts += 1
                     for task in pending:  # keeps running: its answer fills the cache for later messages
-                        self._background.add(task)  # type: ignore[arg-type]
-                        task.add_done_callback(self._background.discard)  # type: ignore[arg-type]
+                        self._background.add(task)
+                        task.add_done_callback(self._background.discard)
         out = []
         for m in messages:
             sender = self._known(m.account, m.sender)

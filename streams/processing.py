@@ -18,10 +18,10 @@ from functools import cached_property
 
 import orjson
 
+from moderation.matcher import Hit, KeywordMatcher, Subject
 from schemas.callback import PayloadError
 from schemas.message import ArchiveMessage, parse_message
 from streams.enrichment import Names
-from moderation.matcher import Hit, KeywordMatcher, Subject
 
 TEXT_FIELDS = ("text", "title", "description", "file_name", "quoted_text")
 

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import signal
+
 from streams.metrics import serve_worker_ops
 from streams.worker import Worker
 from wxarchive.config import Settings

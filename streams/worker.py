@@ -18,28 +18,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from eyun.client import EyunClient
+from moderation.keyword_set import KeywordSet
 from streams.dedupe_state import DedupeState
 from streams.enrichment import Enricher
 from streams.faust_app import create_app, running_consumer
-from moderation.keyword_set import KeywordSet
 from streams.processing import RawRecord, finish_batch, prepare_batch
 from wxarchive.config import Settings
 from wxarchive.kafka_clients import durable_producer, read_to_end, topic_partitions
 from wxarchive.kafka_watch import KafkaWatch
-from wxarchive.topics import (CONTACTS, DLQ, EVENTS, KEYWORDS, MESSAGES, MODERATION, RAW, align_topic_config,
-                              dedupe_changelog, ensure_topics, max_derived_record_bytes)
+from wxarchive.topics import (
+    CONTACTS,
+    DLQ,
+    EVENTS,
+    KEYWORDS,
+    MESSAGES,
+    MODERATION,
+    RAW,
+    align_topic_config,
+    dedupe_changelog,
+    ensure_topics,
+    max_derived_record_bytes,
+)
 
 log = logging.getLogger("wxarchive.worker")
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.05
-RAW_CODEC = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+RAW_CODEC: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
 @dataclass
@@ -76,7 +89,9 @@ class Worker:
         self.state = DedupeState(settings.worker_store, settings.data_dir.resolve() / "worker" / f"{settings.topic_prefix}-dedupe",
                                  self.dedupe_topic.name(settings), settings.kafka_bootstrap,
                                  settings.worker_dedupe_days * 24 * 3600 * 1000)
-        app.on_partitions_revoked.connect(self._on_revoked)
+        # faust types a receiver as taking any positional arguments and a `signal` keyword; it calls this one
+        # with (app, revoked, signal=...), which **_ takes
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self._stopping = False
         self.kafka = KafkaWatch(settings.kafka_bootstrap)
         self._producer_started = self._app_started = False  # what start() did, so a retry does no step twice
@@ -117,10 +132,11 @@ class Worker:
     async def _on_revoked(self, app: faust.App, revoked: set[TopicPartition], **_: object) -> None:
         self.state.revoke(tp.partition for tp in revoked if tp.topic == self.raw.get_topic_name())
 
-    async def _archive(self, stream: faust.StreamT) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+    async def _archive(self, stream: faust.StreamT[Any]) -> None:
+        # take_events is on faust-streaming's Stream, not (yet) on its StreamT protocol
+        async for events in cast(faust.Stream[Any], stream).take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             started = time.perf_counter()
-            records = [RawRecord(e.message.key, e.message.value, tuple((k, bytes(v)) for k, v in e.message.headers or ()),
+            records = [RawRecord(e.message.key, e.message.value or b"", _headers(e.message.headers),
                                  e.message.partition, e.message.offset) for e in events]
             now_ms = int(time.time() * 1000)
             self.state.maybe_sweep(now_ms)
@@ -148,8 +164,8 @@ class Worker:
             name = self.topic_names[topic.suffix]
             for key, value in items:
                 pending.append(await send(name, value, key=key))
-        for key, value, headers in prepared.dead_letters:
-            pending.append(await send(self.topic_names[DLQ.suffix], value, key=key, headers=headers))
+        for raw_key, raw_value, headers in prepared.dead_letters:
+            pending.append(await send(self.topic_names[DLQ.suffix], raw_value, key=raw_key, headers=headers))
         await asyncio.gather(*pending)
         # only now that the outputs are durable may the identities be remembered (and faust commit offsets)
         await self.state.remember(self.producer, now_ms)
@@ -242,3 +258,9 @@ class Worker:
         await self.enricher.close()
         if self.enricher.client is not None:
             await self.enricher.client.close()
+
+
+def _headers(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None) -> tuple[tuple[str, bytes], ...]:
+    """A record's headers as the edge wrote them (faust types them as a mapping or as pairs)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    return tuple((k, bytes(v)) for k, v in pairs)
