@@ -54,6 +54,8 @@ log = logging.getLogger("wxarchive.edge")
 FD_RESERVE = 64        # open files the edge needs besides its connections: Kafka, spool, logs, listeners
 LINGER_SECONDS = 2.0   # after a refusal, how long the connection stays half-open for the client to read the answer
 LINGER_BYTES = 65536   # what is read and dropped meanwhile; then reading pauses, so a flood costs no CPU
+REQUEST_LINE_FRAMING = len(b"  HTTP/1.1\r\n\r\n")  # a head's bytes besides its method, target and headers
+HEADER_FRAMING = len(b": \r\n")  # a header line's bytes besides its name and value
 SWEEP_SECONDS = 0.25   # how often the phase deadlines are checked: timeouts fire up to this much late
 
 HEAD, BODY, IN_APP, LINGER = range(4)  # a connection's phase: its deadline depends on it
@@ -271,6 +273,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self._discarding = False    # no more parsing: input is dropped, up to a budget, then reading pauses
         self.socket: asyncio.Transport = None  # type: ignore[assignment]  # the real one; self.transport is uvicorn's view
         self._drop_budget = LINGER_BYTES
+        self._head_size = 0         # the current head as the parser reports it (request line and headers)
+        self._cycles: list[Any] = []  # this connection's request cycles, oldest first, until answered
+        self._deferred: Refusal | None = None  # a refusal owed after the answers to earlier requests
 
     # the connection
 
@@ -346,9 +351,16 @@ class EdgeProtocol(HttpToolsProtocol):
 
     # the parser's callbacks
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_size = REQUEST_LINE_FRAMING
+
     def on_url(self, url: bytes) -> None:
         if len(self.url) + len(url) > self.limits.max_url_bytes:
             raise Refused(URL_TOO_LONG)
+        if not self.url:
+            self._count_head(len(self.parser.get_method()))
+        self._count_head(len(url))
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -356,10 +368,18 @@ class EdgeProtocol(HttpToolsProtocol):
             raise Refused(HEADER_TOO_LARGE)
         if len(self.headers) >= self.limits.max_headers:
             raise Refused(TOO_MANY_HEADERS)
+        self._count_head(len(name) + len(value) + HEADER_FRAMING)
         name = name.lower()  # as uvicorn's on_header, inlined: it runs for every header of every request
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_100_continue = True
         self.headers.append((name, value))
+
+    def _count_head(self, size: int) -> None:
+        """The whole-head limit, counted from what the parser reports: the bytes-read count (data_received) cannot
+        see a head that begins in the same read as the previous request's end."""
+        self._head_size += size
+        if self._head_size > self.limits.max_head_bytes:
+            raise Refused(HEAD_TOO_LARGE)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -370,6 +390,8 @@ class EdgeProtocol(HttpToolsProtocol):
             raise Refused(BUSY)
         super().on_headers_complete()
         cycle = self.cycle
+        self._cycles = [c for c in self._cycles if not _settled(c)]
+        self._cycles.append(cycle)
         self._keep_alive = cycle.keep_alive and self._heads < self.limits.keepalive_requests
         cycle.keep_alive = False  # until the body is read: an answer sent before that closes the connection
         self._body_bytes = 0
@@ -402,7 +424,10 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self._in_head and self.cycle.response_complete and not self.socket.is_closing():
+        if self._deferred is not None and not self._answers_owed():
+            refusal, self._deferred = self._deferred, None
+            self._answer_and_linger(refusal)
+        elif self._in_head and self.cycle.response_complete and not self.socket.is_closing():
             self._await_head()  # nothing in flight: the next head is timed from the end of this answer
 
     def shutdown(self) -> None:
@@ -452,15 +477,32 @@ class EdgeProtocol(HttpToolsProtocol):
         if self.socket.is_closing():
             return
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            if cycle.response_started or not cycle.more_body:
+        if not self._in_head and cycle is not None and not cycle.response_complete:
+            # the refusal is about the current request, whose head the app may have
+            if self.pipeline and self.pipeline[0][0] is cycle:
+                self.pipeline.popleft()  # queued behind an earlier request: it never reaches the app
+                cycle.disconnected = True
+            elif cycle.response_started or not cycle.more_body:
                 cycle.keep_alive = False  # the app has its whole request: let it answer, then close
                 return
-            # the app waits for a body that will not come: it is told the client went away, as on a disconnect
-            cycle.disconnected = True
-            cycle.message_event.set()
-        self.socket.write(refusal.answer)
-        self._linger()
+            else:
+                # the app waits for a body that will not come: it is told the client went away, as on a disconnect
+                cycle.disconnected = True
+                cycle.message_event.set()
+        if self._answers_owed():
+            self._deferred = refusal  # answers go out in the order of the requests: this one after the others
+            return
+        self._answer_and_linger(refusal)
+
+    def _answers_owed(self) -> bool:
+        """An earlier request of this connection still waits for its answer."""
+        self._cycles = [c for c in self._cycles if not _settled(c)]
+        return bool(self._cycles)
+
+    def _answer_and_linger(self, refusal: Refusal) -> None:
+        if not self.socket.is_closing():
+            self.socket.write(refusal.answer)
+            self._linger()
 
     def _linger(self) -> None:
         """Half-close after a refusal and keep the socket a moment (dropping a little of what still arrives):
@@ -469,4 +511,16 @@ class EdgeProtocol(HttpToolsProtocol):
         self.since = -math.inf  # the first to go when room is needed
         self.phase, self.deadline = LINGER, self.loop.time() + LINGER_SECONDS
         if self.socket.can_write_eof():
+            # nothing may be written after this: a late write (an app's answer, "100 Continue") is dropped, not
+            # raised into the app
+            self.transport.write = _dropped  # type: ignore[method-assign]
             self.socket.write_eof()
+
+
+def _settled(cycle: Any) -> bool:
+    """A request cycle owes no answer: answered, or its client is gone."""
+    return bool(cycle.response_complete or cycle.disconnected)
+
+
+def _dropped(data: bytes | bytearray | memoryview) -> None:
+    """A write after the connection's write side was shut."""
