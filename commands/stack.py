@@ -34,6 +34,8 @@ from wxarchive.errors import BrokerError, PrerequisiteError
 from wxarchive.kafka_clients import probe_sync
 from wxarchive.net import require_free_port
 
+__all__ = ["Component", "Stack", "served_locally", "worker_flags"]
+
 CHILD_READY_TIMEOUT_S = 90.0
 WATCH_EVERY_S = 5.0
 

@@ -29,6 +29,8 @@ from wxarchive.errors import BrokerError, PrerequisiteError
 from wxarchive.kafka_clients import probe_sync
 from wxarchive.net import require_free_port
 
+__all__ = ["BrokerSpec", "HEARTBEAT_INTERVAL_MS", "LocalKafka", "SESSION_TIMEOUT_MS", "new_cluster_id"]
+
 STARTED_LINE = "Kafka Server started"
 # The broker's session with its controller. After a kill -9 the restarted broker is refused registration
 # (DUPLICATE_BROKER_REGISTRATION) until the controller, restarted in the same JVM, has expired the dead

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
+__all__ = ["BreakerState", "CircuitBreaker"]
+
 
 class BreakerState(str, Enum):
     CLOSED = "closed"

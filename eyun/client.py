@@ -34,6 +34,8 @@ from schemas.eyun_api import (
     SentMessage,
 )
 
+__all__ = ["EyunClient"]
+
 log = logging.getLogger("wxarchive.eyun")
 
 

@@ -17,6 +17,8 @@ from typing import IO
 
 import aiohttp
 
+__all__ = ["Progress", "post_all", "write_jsonl"]
+
 
 class Progress:
     def __init__(self, total: int, stream: IO[str] | None = None, quiet: bool = False, every: float = 5.0) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from schemas.eyun_api import ChatRoomInfo, ChatRoomMember, Contact
 
+__all__ = ["Directory"]
+
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢"
 _GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红梅鑫波斌宇浩凯健俊帆"
 _NICK_WORDS = ["追风少年", "小确幸", "阳光", "Sunny", "Leo", "老司机", "快乐每一天", "花开半夏", "Mia", "Jack", "静待花开", "奋斗者"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from wxarchive.errors import WxarchiveError
 
+__all__ = ["EyunApiError", "EyunError", "EyunProtocolError", "EyunTimeout", "EyunTransportError", "EyunUnavailable"]
+
 
 class EyunError(WxarchiveError):
     http_status = 502

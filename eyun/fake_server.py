@@ -22,6 +22,8 @@ from eyun.directory import Account, Directory
 from schemas.eyun_api import FAILURE, GET_CONTACT_MAX_IDS, GET_CONTACT_PACING_S, SUCCESS
 from wxarchive.http_server import serve_app
 
+__all__ = ["DEFAULT_TOKEN", "FakeEyun", "Knobs", "serve"]
+
 DEFAULT_TOKEN = "fake-eyun-token"
 
 

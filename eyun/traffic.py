@@ -19,6 +19,8 @@ import orjson
 
 from eyun.directory import Account, Directory
 
+__all__ = ["DEFAULT_START", "DEMO_KEYWORDS", "EVASIONS", "Summary", "TrafficConfig", "TrafficGenerator"]
+
 DEFAULT_START = "2026-11-01T09:00:00+08:00"
 
 # (word, category, severity): the demo list `wxarchive up --demo` loads; evasions below spell them out

@@ -29,6 +29,8 @@ from ingest.records import OutRecord, clip, dead_letter
 from schemas.callback import PayloadError
 from schemas.message import parse_message
 
+__all__ = ["ACCEPTED_BODY", "EdgeApp", "READ_CAP_FACTOR"]
+
 log = logging.getLogger("wxarchive.edge")
 
 Scope = dict[str, Any]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from wxarchive.config import Settings, env_name
 from wxarchive.errors import ConfigError
 
+__all__ = ["Authenticator", "parse_account_secrets", "parse_allow_list"]
+
 
 @dataclass(frozen=True)
 class Verdict:

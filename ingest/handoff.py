@@ -34,6 +34,8 @@ from wxarchive.errors import WxarchiveError
 from wxarchive.kafka_clients import durable_producer, refuses_the_record
 from wxarchive.topics import DLQ, RAW, align_topic_config, ensure_topics, max_record_bytes, record_bytes
 
+__all__ = ["Delivery", "KafkaHandoff"]
+
 log = logging.getLogger("wxarchive.edge")
 
 FALLBACK_KEEP_BYTES = 16 * 1024  # what is kept of a body whose dead letter Kafka refused whole

@@ -49,6 +49,10 @@ from ingest.app import READ_CAP_FACTOR
 from wxarchive.config import Settings, env_name
 from wxarchive.errors import ConfigError
 
+__all__ = ["BAD_REQUEST", "BODY_TIMEOUT", "BUSY", "ConnectionGuard", "EVICTED", "EdgeLimits", "FD_RESERVE", "FULL",
+           "HEADER_TOO_LARGE", "HEAD_TIMEOUT", "HEAD_TOO_LARGE", "Refusal", "TOO_MANY_HEADERS", "UPGRADE",
+           "URL_TOO_LONG", "response"]
+
 log = logging.getLogger("wxarchive.edge")
 
 FD_RESERVE = 64        # open files the edge needs besides its connections: Kafka, spool, logs, listeners

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from wxarchive.topics import HEADER_VALUE_MAX_BYTES
 
+__all__ = ["OutRecord"]
+
 # headers a dead letter sets anew; a record dead-lettered twice keeps only the latest of each
 _REFUSAL_HEADERS = frozenset({"wx-reason", "wx-status", "wx-stage", "wx-body-truncated"})
 

@@ -27,6 +27,8 @@ from ingest.spool import Spool
 from wxarchive.config import Settings
 from wxarchive.topics import DLQ, RAW
 
+__all__ = ["build_app", "server_config"]
+
 
 def build_app(settings: Settings, insecure: bool = False, probe_interval: float = 1.0) -> EdgeApp:
     metrics = EdgeMetrics(settings.edge_id)

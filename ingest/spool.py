@@ -75,6 +75,8 @@ import orjson
 from ingest.records import OutRecord
 from wxarchive.errors import WxarchiveError
 
+__all__ = ["MARKER", "Spool", "SpoolBatch", "SpoolFull"]
+
 MARKER = b"\xffWX2"
 _U32 = struct.Struct(">I")
 _U32X3 = struct.Struct(">III")  # version 2: meta length, body length, body CRC; before it: the whole frame header

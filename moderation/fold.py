@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["fold", "fold_batch", "fold_table"]
+
 DELETE = np.uint32(0xFFFFFFFF)
 SEPARATOR = "\x00"  # kept by the fold (unlike other control characters), never inside a keyword
 _CJK_RANGES = ((0x3400, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))

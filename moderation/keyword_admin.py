@@ -15,6 +15,8 @@ from wxarchive.errors import WxarchiveError
 from wxarchive.kafka_clients import publish, read_to_end
 from wxarchive.topics import KEYWORDS, ensure_topics
 
+__all__ = ["current_rules", "describe", "read_import_file", "write_rules"]
+
 
 async def write_rules(settings: Settings, rules: list[KeywordRule], remove: bool = False) -> int:
     await ensure_topics(settings, KEYWORDS)

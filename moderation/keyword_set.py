@@ -19,6 +19,8 @@ import orjson
 from moderation.matcher import KeywordMatcher
 from schemas.keywords import KeywordRule
 
+__all__ = ["KeywordSet"]
+
 MODES = ("fuzzy", "strict")
 
 

@@ -22,6 +22,8 @@ import daachorse
 from moderation.fold import SEPARATOR, fold, fold_batch
 from schemas.keywords import KeywordRule
 
+__all__ = ["Hit", "KeywordMatcher", "Subject"]
+
 SNIPPET_CONTEXT = 12
 
 

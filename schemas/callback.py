@@ -32,6 +32,8 @@ import orjson
 from schemas.message_types import Kind, MessageType, lookup
 from wxarchive.errors import WxarchiveError
 
+__all__ = ["DATA_KEYS", "PayloadError", "TOP_LEVEL_KEYS", "as_u64", "parse_callback"]
+
 MAX_U64 = 2**64 - 1
 # Levels of nested objects and arrays in a body, the body itself being level 1. A callback has three; the
 # limit keeps `data` within the 254 levels orjson re-encodes (the hash identity) and the stdlib's reading

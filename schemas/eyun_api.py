@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
+__all__ = ["AddressList", "ChatRoomInfo", "ChatRoomMember", "Contact", "FAILURE", "GET_CONTACT_MAX_IDS",
+           "GET_CONTACT_PACING_S", "LoginWx", "SUCCESS", "SentMessage"]
+
 SUCCESS = "1000"
 FAILURE = "1001"
 GET_CONTACT_MAX_IDS = 20            # "多个使用英文逗号分隔", at most 20 per call

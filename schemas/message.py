@@ -22,6 +22,8 @@ from schemas.callback import ASCII_INT, ASCII_SPACE, Callback, PayloadError, as_
 from schemas.message_types import Kind
 from schemas.xml_fields import XmlFields, extract, looks_like_xml, split_sender_prefix
 
+__all__ = ["ArchiveMessage", "parse_message"]
+
 _MS_THRESHOLD = 100_000_000_000  # a Unix time above this is in milliseconds (year 5138 in seconds)
 _MAX_INT64 = 2**63 - 1            # time_ms is an Int64 column
 _INT32 = range(-(2**31), 2**31)   # native_type is an Int32 column

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+__all__ = ["CATALOGUE", "Kind"]
+
 
 class Kind(str, Enum):
     """What a callback is about; decides where the stream processors send it."""

@@ -18,6 +18,8 @@ from aiokafka.structs import ConsumerRecord
 
 from wxarchive.errors import WxarchiveError
 
+__all__ = ["FEEDS", "MESSAGE_FIELDS", "RAW_COLUMNS", "RowError", "contact_row", "raw_row"]
+
 
 class RowError(WxarchiveError):
     """A record that cannot become a row; it goes to the dead-letter topic with this reason."""

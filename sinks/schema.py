@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+__all__ = ["MIGRATIONS", "cluster_statements", "migrate", "schema_fingerprint"]
+
 DATABASE = "wxarchive"
 # block dedupe on non-replicated tables: the last N insert tokens per table are remembered
 _DEDUPE = "non_replicated_deduplication_window = 10000"

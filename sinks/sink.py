@@ -41,6 +41,8 @@ from wxarchive.kafka_clients import durable_producer, manual_commit_consumer
 from wxarchive.kafka_watch import KafkaWatch
 from wxarchive.topics import CONTACTS, DLQ, EVENTS, MESSAGES, MODERATION, RAW, ensure_topics, max_derived_record_bytes
 
+__all__ = ["Sink", "refused_for_data", "sink_consumer"]
+
 log = logging.getLogger("wxarchive.sink")
 MAX_BACKOFF_S = 30.0
 

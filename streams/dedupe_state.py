@@ -30,6 +30,8 @@ from aiokafka import AIOKafkaProducer
 
 from wxarchive.kafka_clients import read_partitions
 
+__all__ = ["DedupeState", "MemoryStore", "RocksStore"]
+
 log = logging.getLogger("wxarchive.worker")
 _APPLIED = b"\x00applied-offset"  # a key no identity can have (identities start with a wcId or a hex hash)
 _U64 = struct.Struct(">Q")

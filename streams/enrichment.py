@@ -28,6 +28,8 @@ from eyun.errors import EyunError, EyunUnavailable
 from schemas.eyun_api import Contact
 from schemas.message import ArchiveMessage
 
+__all__ = ["Enricher", "Names", "snapshot_record"]
+
 log = logging.getLogger("wxarchive.enrichment")
 DAY_MS = 24 * 3600 * 1000
 Publish = Callable[[bytes, bytes], Awaitable[None]]

@@ -15,6 +15,8 @@ import faust
 
 from wxarchive.config import Settings
 
+__all__ = ["create_app"]
+
 
 def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]

@@ -22,6 +22,8 @@ from wxarchive.ops_server import serve_ops
 if TYPE_CHECKING:
     from streams.worker import Worker
 
+__all__ = ["serve_worker_ops"]
+
 
 class WorkerCollector(Collector):
     def __init__(self, worker: Worker) -> None:

@@ -23,6 +23,8 @@ from schemas.callback import PayloadError
 from schemas.message import ArchiveMessage, parse_message
 from streams.enrichment import Names
 
+__all__ = ["RawRecord", "finish_batch", "prepare_batch"]
+
 TEXT_FIELDS = ("text", "title", "description", "file_name", "quoted_text")
 
 

@@ -49,6 +49,8 @@ from wxarchive.topics import (
     max_derived_record_bytes,
 )
 
+__all__ = ["BATCH_MAX", "BATCH_WITHIN_S", "RAW_CODEC", "Worker"]
+
 log = logging.getLogger("wxarchive.worker")
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.05

@@ -46,6 +46,8 @@ from tests.conftest import broker_spec
 from wxarchive.config import Settings
 from wxarchive.net import free_ports
 
+__all__ = ["ChaosConfig", "FAULTS", "run_chaos"]
+
 FAULTS = ("worker", "sink", "edge", "broker", "disk")
 RETRIED = frozenset({"refused", "reset", "timeout"})  # besides any 5xx: what E云 re-posts
 SECRET = "chaos-secret"

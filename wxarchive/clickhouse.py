@@ -34,6 +34,8 @@ from clickhouse_connect.driver.client import Client
 from wxarchive.config import mask_dsn
 from wxarchive.errors import ClickHouseError
 
+__all__ = ["AsyncClickHouse", "open_client", "parse_dsn", "read_only_query"]
+
 
 @dataclass(frozen=True)
 class Target:

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from wxarchive.errors import ConfigError
 
+__all__ = ["Settings", "describe", "env_name", "flag_name", "mask_dsn"]
+
 ENV_PREFIX = "WXARCHIVE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")

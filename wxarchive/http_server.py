@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+__all__ = ["serve_app"]
+
 
 async def serve_app(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
     """Start `app` (port 0: any free port); return the runner, for cleanup(), and the base URL it answers on."""

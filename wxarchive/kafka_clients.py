@@ -25,6 +25,9 @@ from aiokafka.structs import ConsumerRecord
 
 from wxarchive.errors import BrokerError
 
+__all__ = ["durable_producer", "manual_commit_consumer", "probe_sync", "publish", "read_partitions", "read_to_end",
+           "refuses_the_record", "topic_partitions"]
+
 
 def durable_producer(bootstrap: str, **overrides: object) -> AIOKafkaProducer:
     """An idempotent acks=all producer: a send that returned has been written to every in-sync replica."""

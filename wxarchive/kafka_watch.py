@@ -22,6 +22,8 @@ from aiokafka.errors import KafkaError
 from wxarchive.errors import BrokerError
 from wxarchive.kafka_clients import probe
 
+__all__ = ["KafkaWatch"]
+
 log = logging.getLogger("wxarchive.kafka")
 T = TypeVar("T")
 RETRY_S = 2.0

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import orjson
 
+__all__ = ["RepeatLimit", "configure"]
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 _NOISY = ("aiokafka", "kafka", "faust", "mode", "clickhouse_connect", "chdb", "aiohttp", "asyncio")
 

@@ -6,6 +6,8 @@ import socket
 
 from wxarchive.errors import PrerequisiteError
 
+__all__ = ["free_ports", "require_free_port"]
+
 
 def require_free_port(host: str, port: int, hint: str) -> None:
     """A clear error now, rather than a server dying on bind later; `hint` says how to choose another port."""

@@ -14,6 +14,8 @@ from prometheus_client.registry import Collector
 
 from wxarchive.http_server import serve_app
 
+__all__ = ["serve_ops"]
+
 
 async def serve_ops(collector: Collector, readiness: Callable[[], tuple[str, dict[str, Any]]], host: str, port: int
                     ) -> tuple[web.AppRunner, str]:

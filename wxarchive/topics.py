@@ -24,6 +24,10 @@ from aiokafka.errors import TopicAlreadyExistsError
 from wxarchive.config import Settings
 from wxarchive.errors import BrokerError
 
+__all__ = ["CONTACTS", "DLQ", "EVENTS", "HEADER_VALUE_MAX_BYTES", "KEYWORDS", "MESSAGES", "MODERATION", "RAW", "Topic",
+           "align_topic_config", "dedupe_changelog", "ensure_topics", "max_derived_record_bytes", "max_record_bytes",
+           "record_bytes", "topic_config"]
+
 RECORD_HEADROOM_BYTES = 64 * 1024  # key, headers (each bounded by the edge) and batch framing beside a body
 DERIVED_RECORD_FACTOR = 4  # a worker record is at most 3 bodies and its fields (tests/unit/test_record_sizes.py)
 HEADER_VALUE_MAX_BYTES = 256  # a header value taken from a request is cut to this many bytes

@@ -109,6 +109,17 @@ def _existing(name: str, modules: dict[str, Path]) -> str:
     return name
 
 
+def from_source(node: ast.ImportFrom, module: str, is_package: bool) -> str:
+    """The module a `from ... import` reads from; a relative one is resolved against the importing module's
+    package (`from . import c` in sinks/b.py reads `sinks`)."""
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def imports_of(module: str, path: Path, modules: dict[str, Path], root: Path = ROOT) -> list[Import]:
     """The imports of our own packages (layered or not) that one module makes."""
     ours = set(LAYER_OF) | set(layered_packages(root)) | set(OUTSIDE)
@@ -119,13 +130,7 @@ def imports_of(module: str, path: Path, modules: dict[str, Path], root: Path = R
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         else:
-            if node.level:  # relative: resolve against the importing module's package
-                base = module.split(".")
-                base = base if is_package else base[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                source = ".".join(base + ([node.module] if node.module else []))
-            else:
-                source = node.module or ""
+            source = from_source(node, module, is_package)
             # `from pkg import sub` imports the module pkg.sub; `from pkg.mod import name` imports pkg.mod
             names = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source
                      for alias in node.names]
