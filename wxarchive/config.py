@@ -127,6 +127,26 @@ class Settings:
     sink_port: int = _setting(8083, "Port of the sink's health and metrics endpoint (/healthz, /readyz, /metrics).")
     sink_batch_rows: int = _setting(10000, "The sink inserts when this many rows are buffered...")
     sink_batch_seconds: float = _setting(1.0, "...or when its oldest buffered row is this many seconds old.")
+    door_host: str = _setting(
+        "127.0.0.1", "Address of the door: the ClickHouse HTTP interface the sink serves read-only in embedded mode."
+    )
+    door_port: int = _setting(8123, "Port of the door (ClickHouse's own HTTP port by default); 0 turns the door off.")
+    door_user: str = _setting("reader", "The user name readers give the door (basic auth or X-ClickHouse-User).")
+    door_password: str = _setting(
+        "", "The door's password. Empty: generated on first start and kept in DATA_DIR/door-password.", secret=True
+    )
+    door_max_queries: int = _setting(4, "Queries the door runs at once; more wait in line (the sink's inserts go first).")
+    door_max_execution_time: float = _setting(60.0, "Seconds a query through the door may run (ClickHouse's max_execution_time).")
+    door_max_memory_bytes: int = _setting(2 * 1024**3, "Memory one query through the door may use (max_memory_usage).")
+    read_dsn: str = _setting(
+        "", "How readers (api, sql) reach ClickHouse: http(s)://USER:PASSWORD@HOST:PORT. Empty: the door in "
+        "embedded mode, WXARCHIVE_CLICKHOUSE_DSN for a server."
+    )
+    api_host: str = _setting("127.0.0.1", "Address of the read-side API (wxarchive api).")
+    api_port: int = _setting(8084, "Port of the read-side API.")
+    api_sql_max_rows: int = _setting(100_000, "Most rows a read-only SQL query through the API returns.")
+    api_sql_max_bytes: int = _setting(64 * 1024**2, "Most result bytes a read-only SQL query through the API returns.")
+    api_sql_timeout: float = _setting(30.0, "Seconds a read-only SQL query through the API may run.")
     log_level: str = _setting("info", "Log level: " + ", ".join(LOG_LEVELS) + ".")
     log_format: str = _setting("text", "Log format: text (logfmt) or json (one object per line).")
 
@@ -161,6 +181,14 @@ class Settings:
             raise ConfigError("the worker's enrich timeout, dedupe days and contact TTL must be positive")
         if self.sink_batch_rows < 1 or self.sink_batch_seconds <= 0:
             raise ConfigError("the sink's batch rows and seconds must be positive")
+        if not 0 <= self.door_port <= 65535 or not 0 <= self.api_port <= 65535:
+            raise ConfigError("the door's and the API's ports must be port numbers (0: the door off)")
+        if self.door_max_queries < 1 or self.door_max_execution_time <= 0 or self.door_max_memory_bytes < 1:
+            raise ConfigError("the door's query count, execution time and memory limit must be positive")
+        if self.api_sql_max_rows < 1 or self.api_sql_max_bytes < 1 or self.api_sql_timeout <= 0:
+            raise ConfigError("the API's SQL row, byte and time limits must be positive")
+        if self.read_dsn and self.read_dsn.split("://", 1)[0] not in ("http", "https"):
+            raise ConfigError(f"{env_name('read_dsn')} must start with http:// or https://, got {mask_dsn(self.read_dsn)!r}")
         if self.edge_max_body_bytes < 1024:
             raise ConfigError(f"{env_name('edge_max_body_bytes')} must be at least 1024")
         if self.edge_produce_timeout <= 0:
