@@ -7,11 +7,14 @@ attributes; none parses a message's text. Packages keep their own errors in thei
     ├── PrerequisiteError                exit 1, HTTP 503: Java, Maven, a free port… is missing
     ├── BrokerError                      exit 1, HTTP 503: Kafka cannot be reached, started or stopped
     ├── ClickHouseError                  exit 1, HTTP 503: ClickHouse cannot be opened or refused; `code` is ClickHouse's
+    ├── AuditUnavailable                 exit 1, HTTP 503: an audit record was not acknowledged; the request fails closed
     ├── schemas.callback.PayloadError    exit 2, HTTP 400: a body that cannot be archived; `reason` is safe to send back
     ├── eyun.errors.EyunError            HTTP 502: an E云 API call failed (timeout, transport, API code, breaker open)
     ├── ingest.spool.SpoolFull           HTTP 503: the spool reached its limit
     ├── ingest.handoff.RecordRefused     HTTP 413: Kafka refused a record for what it is, not because it is away
-    └── sinks.rows.RowError              HTTP 400: a record that cannot become a row (it goes to the dead-letter topic)
+    ├── sinks.rows.RowError              HTTP 400: a record that cannot become a row (it goes to the dead-letter topic)
+    ├── access.token_admin.UnknownToken  exit 2, HTTP 404: no live token has this id or name
+    └── access.token_admin.AmbiguousToken exit 2, HTTP 409: several live tokens share the name; use the token_id
 
 Exceptions used only as signals inside one module (a protocol refusal, a stop while waiting) are not errors
 to handle elsewhere and stay outside the tree.
@@ -19,7 +22,7 @@ to handle elsewhere and stay outside the tree.
 
 from __future__ import annotations
 
-__all__ = ["BrokerError", "ClickHouseError", "ConfigError", "PrerequisiteError", "WxarchiveError"]
+__all__ = ["AuditUnavailable", "BrokerError", "ClickHouseError", "ConfigError", "PrerequisiteError", "WxarchiveError"]
 
 
 class WxarchiveError(Exception):
@@ -55,3 +58,10 @@ class ClickHouseError(WxarchiveError):
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class AuditUnavailable(WxarchiveError):
+    """An audit record could not be written (Kafka away, too slow, or refusing it). A request that reads or changes
+    archive content is then refused with nothing of its result (fail closed): unrecorded access is worse than none."""
+
+    http_status = 503

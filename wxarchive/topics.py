@@ -1,7 +1,8 @@
 """The archive's Kafka topics, declared once: names, retention, compaction and record sizes.
 
-The raw topic is the source of truth (DESIGN invariant 3), so it never expires. Topics holding the latest
-state per key (keywords, contacts) are compacted. Brokers must not auto-create topics: a typo should fail.
+The raw topic is the source of truth (DESIGN invariant 3), so it never expires, and neither does the audit
+trail. Topics holding the latest state per key (keywords, contacts, principals) are compacted. Brokers must not
+auto-create topics: a typo should fail.
 
 One size story (invariant 1: nothing accepted is lost): every record size limit derives from the edge's
 body limit. A raw or dead-letter record is at most the body plus `RECORD_HEADROOM_BYTES` (key, headers,
@@ -24,9 +25,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 from wxarchive.config import Settings
 from wxarchive.errors import BrokerError
 
-__all__ = ["CONTACTS", "DLQ", "EVENTS", "HEADER_VALUE_MAX_BYTES", "KEYWORDS", "MESSAGES", "MODERATION", "RAW", "Topic",
-           "align_topic_config", "dedupe_changelog", "ensure_topics", "max_derived_record_bytes", "max_record_bytes",
-           "record_bytes", "topic_config"]
+__all__ = ["AUDIT", "CONTACTS", "DLQ", "EVENTS", "HEADER_VALUE_MAX_BYTES", "KEYWORDS", "MESSAGES", "MODERATION",
+           "PRINCIPALS", "RAW", "Topic", "align_topic_config", "dedupe_changelog", "ensure_topics",
+           "max_derived_record_bytes", "max_record_bytes", "record_bytes", "topic_config"]
 
 RECORD_HEADROOM_BYTES = 64 * 1024  # key, headers (each bounded by the edge) and batch framing beside a body
 DERIVED_RECORD_FACTOR = 4  # a worker record is at most 3 bodies and its fields (tests/unit/test_record_sizes.py)
@@ -75,6 +76,10 @@ EVENTS = Topic("events", {"retention.ms": _MONTH_MS}, sized="derived")
 CONTACTS = Topic("contacts", {"cleanup.policy": "compact"})
 MODERATION = Topic("moderation", {"retention.ms": _MONTH_MS})
 KEYWORDS = Topic("keywords", {"cleanup.policy": "compact"})
+# the read side's events (schemas/access.py): who looked at what is evidence, kept as long as the raw callbacks;
+# a token's latest state is all that matters, so principals are compacted, keyed by token_id
+AUDIT = Topic("audit", {"retention.ms": "-1"})
+PRINCIPALS = Topic("principals", {"cleanup.policy": "compact"})
 
 
 def dedupe_changelog(settings: Settings) -> Topic:
