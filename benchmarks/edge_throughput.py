@@ -79,28 +79,17 @@ def serve(mode: str, port: int, bootstrap: str, data_dir: str, tree: str | None)
     import dataclasses
 
     import uvicorn
+    from bare_edge import acknowledge_at_once
 
-    from ingest.handoff import Delivery, KafkaHandoff
-    from ingest.records import OutRecord
     from ingest.server import build_app, server_config
     from wxarchive.config import Settings
-
-    class AckAtOnce(KafkaHandoff):
-        async def start(self) -> None:
-            self.kafka_up = True
-
-        async def stop(self) -> None:
-            pass
-
-        async def deliver(self, record: OutRecord) -> Delivery:
-            return Delivery.ACKED
 
     settings = dataclasses.replace(
         Settings.load(env={"WXARCHIVE_DATA_DIR": data_dir, "WXARCHIVE_KAFKA_BOOTSTRAP": bootstrap}),
         edge_port=port, edge_secret="bench", edge_id=f"bench-{mode.replace(' ', '-')}")
     app = build_app(settings)
     if mode.endswith("bare"):
-        app.handoff = AckAtOnce(settings, app.metrics)
+        acknowledge_at_once(app, settings)
     config = server_config(app, settings)
     if mode.startswith("stock"):
         # server_config as it was before the edge's limits (git show 67eea71^:ingest/server.py)

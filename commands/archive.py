@@ -19,9 +19,11 @@ def register(commands: Subcommands) -> None:
                          help="with --print: the cluster variant (Replicated tables, Distributed tables, ON CLUSTER NAME)")
 
     sql = leaf(commands, "sql", _cmd_sql, help="run a read-only SQL query against the archive and print the result",
-        description="Run one read-only query (SELECT, SHOW, DESCRIBE, EXPLAIN) against WXARCHIVE_CLICKHOUSE_DSN and "
-                    "print the result. The embedded engine has one owner: while `wxarchive up` or `wxarchive sink` "
-                    "holds the directory, stop it first (or point the DSN at a server).",
+        description="Run one read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS) and print the "
+                    "result as it arrives. In embedded mode it goes through the door that `wxarchive up` (or "
+                    "`wxarchive sink`) serves on WXARCHIVE_DOOR_PORT, so it works while the stack runs; with nothing "
+                    "running it opens the archive itself, under the same read-only guard. With a server: "
+                    "WXARCHIVE_READ_DSN, else WXARCHIVE_CLICKHOUSE_DSN.",
         epilog="examples:\n  wxarchive sql \"SELECT count() FROM wxarchive.v_messages\"\n"
                "  wxarchive sql --format CSVWithNames < query.sql > result.csv")
     sql.add_argument("query", nargs="?", help="the query (default: read it from standard input)")
@@ -59,15 +61,12 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from wxarchive.clickhouse import open_client, read_only_query
+    from door.reader import read
 
     query = args.query if args.query is not None else sys.stdin.read()
     if not query.strip():
         raise ConfigError("sql: no query given (as an argument or on standard input)")
-    client = open_client(settings.clickhouse_dsn)
-    try:
-        result = read_only_query(client, query, args.format)
-    finally:
-        client.close()
-    sys.stdout.buffer.write(result)
+    for block in read(settings, query, args.format):
+        sys.stdout.buffer.write(block)
+        sys.stdout.buffer.flush()
     return 0

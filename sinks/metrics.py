@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from door.server import Door, DoorCollector
 from wxarchive.ops_server import serve_ops
 
 if TYPE_CHECKING:
@@ -46,5 +47,7 @@ class SinkCollector(Collector):
         yield lag
 
 
-async def serve_sink_ops(sink: Sink, host: str, port: int) -> tuple[web.AppRunner, str]:
-    return await serve_ops(SinkCollector(sink), lambda: (sink.not_ready_because(), {"lag": sink.lag()}), host, port)
+async def serve_sink_ops(sink: Sink, host: str, port: int, door: Door | None = None) -> tuple[web.AppRunner, str]:
+    """The sink's port also carries the door's metrics (the door lives in the sink's process)."""
+    collectors: list[Collector] = [SinkCollector(sink)] + ([DoorCollector(door)] if door is not None else [])
+    return await serve_ops(collectors, lambda: (sink.not_ready_because(), {"lag": sink.lag()}), host, port)

@@ -13,27 +13,37 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from door.server import Door
 from sinks.metrics import serve_sink_ops
 from sinks.schema import DATABASE
 from sinks.sink import Sink
+from wxarchive.clickhouse import parse_dsn
 from wxarchive.config import Settings
+from wxarchive.engine_share import EngineShare
 from wxarchive.lifecycle import Service, settle
 
 __all__ = ["SinkService", "run", "serve"]
 
 
 class SinkService(Service):
-    """A running sink: `sink` (its counters, `clickhouse`), `ops_url`, `started()` and `finished`."""
+    """A running sink: `sink` (its counters, `clickhouse`), `door` (embedded mode), `ops_url`, `started()` and
+    `finished`."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.sink = Sink(settings)
+        share = EngineShare()
+        self.sink = Sink(settings, share=share)
+        # the door opens with the port, before Kafka answers: the archive is readable while Kafka is away
+        embedded = parse_dsn(settings.clickhouse_dsn).embedded
+        self.door = Door(settings, share) if embedded and settings.door_port else None
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
 
     async def start(self) -> None:
         s = self.settings
-        self._ops, self.ops_url = await serve_sink_ops(self.sink, s.sink_host, s.sink_port)
+        self._ops, self.ops_url = await serve_sink_ops(self.sink, s.sink_host, s.sink_port, self.door)
+        if self.door is not None:
+            await self.door.start()
         self._task = asyncio.create_task(self._run(), name="sink")
 
     async def _run(self) -> None:
@@ -63,6 +73,8 @@ class SinkService(Service):
         self.sink.stop()
         task, self._task = self._task, None
         await settle(task)
+        if self.door is not None:
+            await self.door.stop()
         await self.close_ops()
         await self.sink.close()
 
@@ -81,6 +93,8 @@ def run(settings: Settings) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, sink.stop)
+            if service.door is not None:
+                print(f"door (read-only ClickHouse HTTP) on {service.door.url}", flush=True)
             if await service.started():
                 print(f"sink writing {', '.join(sink.feeds)} into {DATABASE} at {sink.clickhouse_display}; "
                       f"health and metrics on {service.ops_url}", flush=True)

@@ -1,7 +1,7 @@
 """`wxarchive sink`: Kafka topics into ClickHouse tables, every row exactly once as queries see it.
 
-One consumer group reads PREFIX.raw, .messages, .events, .moderation, .contacts and .dlq and buffers rows per
-topic-partition. When the buffer holds `WXARCHIVE_SINK_BATCH_ROWS` rows or its oldest row is
+One consumer group reads PREFIX.raw, .messages, .events, .moderation, .contacts, .dlq, .audit and .principals
+and buffers rows per topic-partition. When the buffer holds `WXARCHIVE_SINK_BATCH_ROWS` rows or its oldest row is
 `WXARCHIVE_SINK_BATCH_SECONDS` old, each topic's rows are inserted as one block carrying a deterministic
 deduplication token (`topic:partition:first-last,…` offsets), and only after every insert succeeded are the
 offsets committed. So a crash between insert and commit re-reads the same records: the repeated block is
@@ -37,9 +37,21 @@ from sinks.rows import FEEDS, RowError, TableFeed
 from sinks.schema import DATABASE, migrate
 from wxarchive.clickhouse import AsyncClickHouse, parse_dsn
 from wxarchive.config import Settings
+from wxarchive.engine_share import EngineShare
 from wxarchive.kafka_clients import durable_producer, manual_commit_consumer
 from wxarchive.kafka_watch import KafkaWatch
-from wxarchive.topics import CONTACTS, DLQ, EVENTS, MESSAGES, MODERATION, RAW, ensure_topics, max_derived_record_bytes
+from wxarchive.topics import (
+    AUDIT,
+    CONTACTS,
+    DLQ,
+    EVENTS,
+    MESSAGES,
+    MODERATION,
+    PRINCIPALS,
+    RAW,
+    ensure_topics,
+    max_derived_record_bytes,
+)
 
 __all__ = ["Sink", "refused_for_data", "sink_consumer"]
 
@@ -79,9 +91,11 @@ def sink_consumer(settings: Settings, group: str, *topics: str) -> AIOKafkaConsu
 
 
 class Sink:
-    def __init__(self, settings: Settings, clickhouse: AsyncClickHouse | None = None) -> None:
+    def __init__(self, settings: Settings, clickhouse: AsyncClickHouse | None = None,
+                 share: EngineShare | None = None) -> None:
         self.settings = settings
         self.clickhouse = clickhouse or AsyncClickHouse(settings.clickhouse_dsn)
+        self.share = share or EngineShare()  # the door's readers yield to inserts marked here
         self._owns_clickhouse = clickhouse is None
         self.feeds = {f"{settings.topic_prefix}.{feed.suffix}": feed for feed in FEEDS}
         self.group = f"{settings.topic_prefix}-sink"
@@ -103,7 +117,7 @@ class Sink:
         """Topics, ClickHouse and its schema, then the Kafka clients; safe to call again after a Kafka failure
         part-way (each step done is skipped)."""
         if "topics" not in self._started:
-            await ensure_topics(self.settings, RAW, MESSAGES, EVENTS, MODERATION, CONTACTS, DLQ)
+            await ensure_topics(self.settings, RAW, MESSAGES, EVENTS, MODERATION, CONTACTS, DLQ, AUDIT, PRINCIPALS)
             self._started.add("topics")
         if self._owns_clickhouse and "clickhouse" not in self._started:
             await self.clickhouse.open()
@@ -235,12 +249,13 @@ class Sink:
             client = self.clickhouse.client
             began = time.perf_counter()
             try:
-                if feed.row is None:
-                    await self.clickhouse.call(client.raw_insert, f"{DATABASE}.{feed.table}", feed.columns,
-                                               b"\n".join(rows), settings=settings, fmt="JSONEachRow")
-                else:
-                    await self.clickhouse.call(client.insert, f"{DATABASE}.{feed.table}", rows,
-                                               column_names=feed.columns, settings=settings)
+                with self.share.writing():
+                    if feed.row is None:
+                        await self.clickhouse.call(client.raw_insert, f"{DATABASE}.{feed.table}", feed.columns,
+                                                   b"\n".join(rows), settings=settings, fmt="JSONEachRow")
+                    else:
+                        await self.clickhouse.call(client.insert, f"{DATABASE}.{feed.table}", rows,
+                                                   column_names=feed.columns, settings=settings)
                 self.stats.inserts += 1
                 self.stats.insert_seconds += time.perf_counter() - began
                 self.stats.rows[feed.table] = self.stats.rows.get(feed.table, 0) + len(rows)

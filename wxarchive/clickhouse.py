@@ -11,8 +11,8 @@ cluster. chdb's rules, verified with chdb 4.4 / engine 26.9 (see docs/local-stac
 - No async client: AsyncClickHouse runs the sync client on one dedicated thread (a client serializes its
   calls anyway; use one client per thread for parallel queries).
 
-Everything that reads the archive for a person (`wxarchive sql`; the read side's door, API and CLI) runs its
-SQL through `read_only_query`, the one read-only guard.
+Everything that reads the archive for a person reads it through the door's guard (door/statements.py, and a
+session locked to readonly=1: door/engine.py), in embedded mode over the door itself (door/reader.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from clickhouse_connect.driver.client import Client
 from wxarchive.config import mask_dsn
 from wxarchive.errors import ClickHouseError
 
-__all__ = ["AsyncClickHouse", "open_client", "parse_dsn", "read_only_query"]
+__all__ = ["AsyncClickHouse", "open_client", "parse_dsn"]
 
 
 @dataclass(frozen=True)
@@ -61,20 +61,6 @@ def parse_dsn(dsn: str) -> Target:
         raise ClickHouseError("chdb:// needs a directory, for example chdb://var/clickhouse")
     path = Path(rest).expanduser().resolve()
     return Target(embedded=True, path=path, dsn=f"chdb://{path}")
-
-
-# ClickHouse's own read-only mode: no writes, no DDL; level 2 still lets a query set its own limits
-READ_ONLY_SETTINGS: dict[str, Any] = {"readonly": 2}
-
-
-def read_only_query(client: Client, query: str, fmt: str) -> bytes:
-    """One query under the read-only guard, its result in ClickHouse format `fmt`; a ClickHouseError with the
-    server's first line when ClickHouse refuses it."""
-    try:
-        return bytes(client.raw_query(query.strip().rstrip(";"), fmt=fmt, settings=READ_ONLY_SETTINGS))
-    except Exception as exc:  # clickhouse-connect's errors carry ClickHouse's message: show its first line
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ClickHouseError(f"the query failed: {text}") from None
 
 
 def open_client(dsn: str, **options: Any) -> Client:

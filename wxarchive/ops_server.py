@@ -17,12 +17,13 @@ from wxarchive.http_server import serve_app
 __all__ = ["serve_ops"]
 
 
-async def serve_ops(collector: Collector, readiness: Callable[[], tuple[str, dict[str, Any]]], host: str, port: int
-                    ) -> tuple[web.AppRunner, str]:
+async def serve_ops(collector: Collector | list[Collector], readiness: Callable[[], tuple[str, dict[str, Any]]],
+                    host: str, port: int) -> tuple[web.AppRunner, str]:
     """`readiness()` gives (why not ready, details), "" when ready; /readyz answers 200, or 503 with the reason,
     so whoever looks (an operator, `wxarchive up`, a load balancer's log) learns what it waits for."""
     registry = CollectorRegistry()
-    registry.register(collector)
+    for one in collector if isinstance(collector, list) else [collector]:
+        registry.register(one)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"alive": True})
