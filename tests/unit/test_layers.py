@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("wxarchive",)),  # config, errors, logs, net, kafka clients, topics, clickhouse, ops http
     ("schemas", ("schemas",)),  # event and payload models shared by all
-    # text fold + matcher, E云 kit, broker launcher, tokens + roles + audit
-    ("libraries", ("moderation", "eyun", "deploy", "access")),
+    # text fold + matcher, E云 kit, broker launcher, the door (served by the sink), tokens + roles + audit
+    ("libraries", ("moderation", "eyun", "deploy", "door", "access")),
     ("components", ("ingest", "streams", "sinks", "api", "alerts")),  # never import each other
     ("composition root", ("commands",)),  # CLI, `up`, demo: the only package that imports across everything
 ]
