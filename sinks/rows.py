@@ -2,8 +2,9 @@
 
 The worker's messages, events and hits go in as JSON lines that ClickHouse parses; a bad one is refused by
 ClickHouse (a parse error or the table's CHECK constraint) and found by the sink's split. Raw callbacks,
-contacts and dead letters are shaped into rows here; a record that cannot become a row raises RowError
-with the reason. Either way the record goes to the dead-letter topic instead of stopping the sink.
+contacts, dead letters and the read side's audit records and principals are shaped into rows here; a record
+that cannot become a row raises RowError with the reason. Either way the record goes to the dead-letter topic
+instead of stopping the sink.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord
 
+from schemas.access import AuditRecord, Principal
 from wxarchive.errors import WxarchiveError
 
-__all__ = ["FEEDS", "MESSAGE_FIELDS", "RAW_COLUMNS", "RowError", "contact_row", "raw_row"]
+__all__ = ["AUDIT_COLUMNS", "FEEDS", "MESSAGE_FIELDS", "PRINCIPAL_COLUMNS", "RAW_COLUMNS", "RowError", "audit_row",
+           "contact_row", "principal_row", "raw_row"]
 
 
 class RowError(WxarchiveError):
@@ -92,6 +95,35 @@ def dead_letter_row(record: ConsumerRecord) -> list[Any]:
             headers.get("wx-source", ""), record.key or b"", record.value or b"", headers]
 
 
+AUDIT_COLUMNS = ("id", "time", "principal", "token_id", "role", "action", "parameters", "result_count", "status",
+                 "request_id", "client")
+
+
+def audit_row(record: ConsumerRecord) -> list[Any]:
+    """An audit record as a row; its parameters as JSON text with sorted keys (ClickHouse's JSONExtract reads it)."""
+    try:
+        a = AuditRecord.from_json(record.value or b"")
+    except ValueError as exc:
+        raise RowError(f"audit record: {exc}") from None
+    return [a.id, _ms(a.time), a.principal, a.token_id, a.role, a.action,
+            orjson.dumps(a.parameters, option=orjson.OPT_SORT_KEYS).decode(), a.result_count, a.status, a.request_id,
+            a.client]
+
+
+PRINCIPAL_COLUMNS = ("token_id", "name", "role", "token_sha256", "created_at", "created_by", "revoked_at", "version")
+
+
+def principal_row(record: ConsumerRecord) -> list[Any] | None:
+    if record.value is None:
+        return None  # a tombstone on the compacted topic: the table keeps the token's last state
+    try:
+        p = Principal.from_json(record.value)
+    except ValueError as exc:
+        raise RowError(f"principal record: {exc}") from None
+    return [p.token_id, p.name, p.role, p.token_sha256, _ms(p.created_at), p.created_by,
+            None if p.revoked_at is None else _ms(p.revoked_at), p.version]
+
+
 @dataclass(frozen=True)
 class TableFeed:
     """Which table a topic fills and with which columns: record values as JSONEachRow lines (`row` None), or rows
@@ -110,4 +142,6 @@ FEEDS = (
     TableFeed("moderation", "moderation_hits", HIT_FIELDS),
     TableFeed("contacts", "contacts", CONTACT_COLUMNS, contact_row),
     TableFeed("dlq", "dead_letters", DEAD_LETTER_COLUMNS, dead_letter_row),
+    TableFeed("audit", "audit_log", AUDIT_COLUMNS, audit_row),
+    TableFeed("principals", "principals", PRINCIPAL_COLUMNS, principal_row),
 )

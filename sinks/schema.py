@@ -232,13 +232,58 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"""CREATE VIEW IF NOT EXISTS {DATABASE}.v_account_events AS
             SELECT * FROM {DATABASE}.account_events FINAL""",
     )),
+    Migration(2, "read side: audit log and principals", (
+        # append-only: nothing updates or deletes an audit row; the engine only collapses a replayed copy of the
+        # same record (same time and id), which the sink's insert tokens mostly drop before it is written
+        f"""CREATE TABLE IF NOT EXISTS {DATABASE}.audit_log (
+            id String,
+            time DateTime64(3, '{_TZ}'),
+            principal String,
+            token_id String,
+            role LowCardinality(String),
+            action LowCardinality(String),
+            parameters String,
+            result_count Nullable(UInt64),
+            status UInt16,
+            request_id String,
+            client String,
+            recorded_at DateTime64(3, '{_TZ}') DEFAULT now64(3),
+            CONSTRAINT identified CHECK id != '' AND principal != '' AND action != ''
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY toYYYYMM(time)
+        ORDER BY (time, id)
+        SETTINGS {_DEDUPE}""",
+        # the token's hash only, never the token; the highest version per token_id is its state
+        f"""CREATE TABLE IF NOT EXISTS {DATABASE}.principals (
+            token_id String,
+            name String,
+            role LowCardinality(String),
+            token_sha256 FixedString(64),
+            created_at DateTime64(3, '{_TZ}'),
+            created_by String,
+            revoked_at Nullable(DateTime64(3, '{_TZ}')),
+            version UInt64,
+            CONSTRAINT identified CHECK token_id != '' AND startsWith(token_sha256, token_id)
+        ) ENGINE = ReplacingMergeTree(version)
+        ORDER BY token_id
+        SETTINGS {_DEDUPE}""",
+        f"""CREATE VIEW IF NOT EXISTS {DATABASE}.v_audit_log AS
+            SELECT * FROM {DATABASE}.audit_log FINAL""",
+        f"""CREATE VIEW IF NOT EXISTS {DATABASE}.v_principals AS
+            SELECT p.token_id AS token_id, p.name AS name, p.role AS role, p.created_at AS created_at,
+                   p.created_by AS created_by, p.revoked_at AS revoked_at, p.revoked_at IS NOT NULL AS revoked,
+                   p.version AS version
+            FROM {DATABASE}.principals AS p FINAL""",
+    )),
 )
 
 
 _TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS wxarchive\.(\w+) \((.*)\) ENGINE = (\w+)(\([^)]*\))?(.*)$", re.S)
 _MV = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS wxarchive\.(\w+) TO wxarchive\.(\w+) AS(.*)$", re.S)
 # rows of one account live on one shard, so the engines' dedupe by (account, …) sees every copy of a row
-_SHARDING = {"raw_callbacks": "cityHash64(topic, partition)", "dead_letters": "partition"}
+# (the read side's tables have no account: the audit log by record, principals by token, each token's versions together)
+_SHARDING = {"raw_callbacks": "cityHash64(topic, partition)", "dead_letters": "partition", "audit_log": "cityHash64(id)",
+             "principals": "cityHash64(token_id)"}
 
 
 def cluster_statements(cluster: str) -> list[str]:
