@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from deploy.kafka_broker import BrokerSpec, LocalKafka
 from sinks.service import SinkService, serve as serve_sink
 from sinks.sink import Sink
+from wxarchive.clickhouse import parse_dsn
 from wxarchive.config import Settings, env_name
 from wxarchive.errors import BrokerError, PrerequisiteError
 from wxarchive.kafka_clients import probe_sync
@@ -108,6 +109,8 @@ class Stack:
                  (s.worker_host, s.worker_port, "worker_port")]
         if s.edge_ops_port:
             ports.append((s.edge_ops_host, s.edge_ops_port, "edge_ops_port"))
+        if s.door_port and parse_dsn(s.clickhouse_dsn).embedded:
+            ports.append((s.door_host, s.door_port, "door_port"))
         for host, port, name in ports:
             require_free_port(host, port, f"set {env_name(name)} to another port")  # before starting anything
         try:
@@ -163,6 +166,9 @@ class Stack:
         self._sink_service, self.sink = service, service.sink
         self.components.append(Component("sink", True, service.ops_url,
                                          f"in this process, into {service.sink.clickhouse_display}"))
+        if service.door is not None:
+            self.components.append(Component("door", True, service.door.url,
+                                             "the archive, read-only, for any ClickHouse client (user:password in the URL)"))
 
     async def _start_edge(self) -> None:
         s = self.settings

@@ -22,7 +22,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from wxarchive.clickhouse import open_client
+from wxarchive.clickhouse import keep_settings_on_session, open_client
 from wxarchive.engine_share import EngineShare
 
 __all__ = ["CHUNK_BYTES", "DoorEngine", "Query"]
@@ -39,7 +39,7 @@ class Query:
     fmt: str | None
     database: str
     settings: dict[str, str]
-    parameters: dict[str, str]
+    parameters: dict[str, Any]  # door.request.Verbatim values, or Python values clickhouse-connect formats
 
 
 class DoorEngine:
@@ -62,6 +62,7 @@ class DoorEngine:
             for name, value in self._limits.items():
                 client.command(f"SET {name} = {value}")
             client.command("SET readonly = 1")
+            keep_settings_on_session(client)  # else every result would be materialized, not streamed
             self._all.append(client)
             self._free.put(client)
 

@@ -5,7 +5,7 @@ The server's rules (docs: interfaces/http), kept so that clickhouse-connect, cur
   parameters, else the user `default` with no password; mixing two ways is an error;
 - the SQL is the `query` parameter, then the POST body after a newline;
 - every URL parameter that is not one of the interface's own is a setting; `param_NAME` is the query parameter
-  NAME, its value in ClickHouse's escaped text form (`\\t`, `\\n`, `\\\\`, …);
+  NAME, its value in ClickHouse's escaped text form, handed to the engine as it came (see Verbatim);
 - the result format is the SQL's FORMAT clause, else `default_format`, else TabSeparated.
 """
 
@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from door.failures import Failure
 
-__all__ = ["Credentials", "credentials", "effective_format", "query_parameters", "query_settings", "unescape"]
+__all__ = ["Credentials", "Verbatim", "credentials", "effective_format", "query_parameters", "query_settings"]
 
 # URL parameters of the interface itself, never settings
 INTERFACE_PARAMETERS = frozenset({
@@ -66,25 +65,26 @@ def credentials(headers: Mapping[str, str], params: Mapping[str, str]) -> Creden
     return Credentials(params.get("user", "default"), params.get("password", ""))
 
 
-_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "0": "\0", "a": "\a", "v": "\v", "e": "\x1b",
-            "\\": "\\", "'": "'", '"': '"', "N": "\\N"}
-_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|.)", re.S)
+class Verbatim:
+    """A parameter value passed on exactly as the reader sent it. A server reads `param_NAME` in ClickHouse's
+    escaped text form, for every type (`tab\\there`, `['x','y\\'z']`); clickhouse-connect would format a str as
+    a String (escaping its quotes again), but passes any other object through `str()`, so this keeps the text
+    as the reader wrote it and the engine reads it as a server would."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Verbatim({self.text!r})"
 
 
-def unescape(text: str) -> str:
-    """A parameter value from ClickHouse's escaped text form to the string it stands for (clickhouse-connect
-    escapes it again on the way to the engine, so the engine reads what a server would)."""
-    def one(match: re.Match[str]) -> str:
-        code = match.group(1)
-        if code[0] == "x" and len(code) == 3:
-            return chr(int(code[1:], 16))
-        return _ESCAPES.get(code, code)
-
-    return _ESCAPE.sub(one, text)
-
-
-def query_parameters(params: Mapping[str, str]) -> dict[str, str]:
-    return {k[len("param_"):]: unescape(v) for k, v in params.items() if k.startswith("param_") and len(k) > 6}
+def query_parameters(params: Mapping[str, str]) -> dict[str, Verbatim]:
+    return {k[len("param_"):]: Verbatim(v) for k, v in params.items() if k.startswith("param_") and len(k) > 6}
 
 
 def query_settings(params: Mapping[str, str]) -> dict[str, str]:
