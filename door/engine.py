@@ -49,7 +49,10 @@ class DoorEngine:
                  max_memory_bytes: int) -> None:
         self._dsn = dsn
         self._share = share
-        self._limits = {"max_execution_time": max_execution_time, "max_memory_usage": max_memory_bytes}
+        # priority 10 (lower than the sink's inserts at 1): ClickHouse pauses a running query at its pipeline's
+        # steps while one of higher priority runs, which the door's own yield between blocks cannot do
+        self._limits = {"max_execution_time": max_execution_time, "max_memory_usage": max_memory_bytes,
+                        "priority": 10}
         self._free: queue.Queue[Client] = queue.Queue()
         self._all: list[Client] = []
         self.slots = slots

@@ -140,7 +140,7 @@ class Door:
         app.router.add_route("*", "/", self._root)
         app.router.add_route("*", "/ping", self._ping)
         self._runner, self.base_url = await serve_app(app, self.settings.door_host, self.settings.door_port)
-        log.info("door open", extra={"url": self.base_url, "user": self.user, "slots": self.engine.slots})
+        log.debug("door open", extra={"url": self.base_url, "user": self.user, "slots": self.engine.slots})
 
     def _server_facts(self) -> tuple[str, str]:
         rows = b"".join(self.engine.stream(Query("SELECT version(), timezone()", "TabSeparated", "default", {}, {})))

@@ -11,6 +11,7 @@ twice, or after a failure part-way, is safe.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 from door.server import Door
@@ -23,6 +24,8 @@ from wxarchive.engine_share import EngineShare
 from wxarchive.lifecycle import Service, settle
 
 __all__ = ["SinkService", "run", "serve"]
+
+log = logging.getLogger("wxarchive.sink")
 
 
 class SinkService(Service):
@@ -42,9 +45,22 @@ class SinkService(Service):
     async def start(self) -> None:
         s = self.settings
         self._ops, self.ops_url = await serve_sink_ops(self.sink, s.sink_host, s.sink_port, self.door)
-        if self.door is not None:
-            await self.door.start()
         self._task = asyncio.create_task(self._run(), name="sink")
+        if self.door is not None:
+            await self._open_door(self.door)
+
+    async def _open_door(self, door: Door) -> None:
+        """The door is for readers: one that cannot open (its port taken) is logged and the sink writes on, since
+        stopping the write path for want of a read path would lose more than it saves. `up` checks the port
+        before it starts anything, so there it is an error at once."""
+        try:
+            await door.start()
+        except OSError as exc:
+            self.door = None
+            await door.stop()
+            log.error("the door is not served: its address is taken; set WXARCHIVE_DOOR_PORT to a free port "
+                      "(0: no door)", extra={"address": f"{self.settings.door_host}:{self.settings.door_port}",
+                                             "error": str(exc)})
 
     async def _run(self) -> None:
         if await self.sink.start_when_kafka_answers():

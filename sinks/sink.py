@@ -245,7 +245,8 @@ class Sink:
         token = block_token(records)
         backoff = 0.5
         while True:
-            settings = {"insert_deduplicate": 1, "insert_deduplication_token": token}
+            # priority 1: a door query (priority 10, door/engine.py) waits inside the engine while an insert runs
+            settings = {"insert_deduplicate": 1, "insert_deduplication_token": token, "priority": 1}
             client = self.clickhouse.client
             began = time.perf_counter()
             try:
