@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from commands import archive, components, config, eyun, kafka, keywords, tokens, up
+from commands import api, archive, components, config, eyun, kafka, keywords, tokens, up
 from commands.common import FORMATTER, Handler, load_settings
 from wxarchive import __version__, logs
 from wxarchive.errors import WxarchiveError
@@ -37,6 +37,7 @@ examples:
   wxarchive keywords add 赌博 --category gambling --severity 3
   wxarchive tokens create --name alice --role compliance
                                       a bearer token for the API, printed once
+  wxarchive api                       the read-side HTTP API on :8084 (docs at /docs)
   wxarchive simulate --count 10000 --url http://127.0.0.1:8080/callback/s3cret
   wxarchive config                    print the effective configuration (secrets masked)"""
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wxarchive", description=DESCRIPTION, epilog=EPILOG, formatter_class=FORMATTER)
     parser.add_argument("--version", action="version", version=f"wxarchive {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (up, kafka, components, archive, keywords, tokens, eyun, config):
+    for group in (up, kafka, components, api, archive, keywords, tokens, eyun, config):
         group.register(commands)
     return parser
 

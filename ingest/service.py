@@ -15,7 +15,7 @@ from ingest.app import EdgeApp
 from ingest.protocol import raise_open_file_limit
 from ingest.server import EdgeServer, build_app
 from wxarchive.config import Settings
-from wxarchive.lifecycle import Service
+from wxarchive.lifecycle import Service, wait_started
 from wxarchive.net import require_free_port
 
 __all__ = ["EdgeService", "run", "serve"]
@@ -34,15 +34,7 @@ class EdgeService(Service):
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._server.serve(), name="edge")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT_S
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the edge stopped during start-up")
-            if loop.time() > deadline:
-                raise TimeoutError(f"the edge did not start within {START_TIMEOUT_S:g}s")
-            await asyncio.sleep(0.02)
+        await wait_started(lambda: self._server.started, self._task, "edge", START_TIMEOUT_S)
         self.ops_url = self._server.ops_url
 
     async def stop(self) -> None:

@@ -8,12 +8,13 @@ reverse order). A start that fails part-way is stopped before the error goes on,
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-__all__ = ["Service", "settle"]
+__all__ = ["Service", "settle", "wait_started"]
 
 S = TypeVar("S", bound="Service")
 
@@ -54,3 +55,17 @@ async def settle(task: asyncio.Future[Any] | None) -> None:
     """Wait for a background task to end, whatever it ended with (its owner reports its error elsewhere)."""
     if task is not None:
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def wait_started(started: Callable[[], bool], task: asyncio.Future[Any], what: str, timeout_s: float) -> None:
+    """Wait until `started()` (a server in `task` is listening); the task's own error if it ended first, a
+    TimeoutError naming `what` if it took longer than `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not started():
+        if task.done():
+            task.result()
+            raise RuntimeError(f"the {what} stopped during start-up")
+        if loop.time() > deadline:
+            raise TimeoutError(f"the {what} did not start within {timeout_s:g}s")
+        await asyncio.sleep(0.02)
