@@ -1,10 +1,11 @@
-"""`wxarchive up`: the whole write path on one machine, started in order and stopped in reverse.
+"""`wxarchive up`: the whole archive on one machine, started in order and stopped in reverse.
 
 Kafka: a broker already answering at the bootstrap address is used as it is; a loopback address with no
 broker gets the local one, started here and stopped again on exit; any other address must answer.
 E云: the fake API (the simulator's directory) unless WXARCHIVE_EYUN_URL names a real one.
-The edge and the worker run as child processes (each has a core's worth of work and its own health port;
-their logs go to DATA_DIR/logs). The sink runs in this process, because in embedded mode the process that
+The edge, the worker and the read-side API run as child processes (each has a core's worth of work and its own
+health port; their logs go to DATA_DIR/logs); the API starts once the sink's door answers, with an admin token
+for this stack made once and kept in DATA_DIR/admin-token (commands/admin_token.py). The sink runs in this process, because in embedded mode the process that
 writes the chdb directory must be the one that reads it (DESIGN invariant 5): `up --demo` reports from it.
 
 While it runs, `up` reads the worker's /metrics every few seconds and says when something a person should
@@ -26,6 +27,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from commands.admin_token import local_admin_token, token_file
 from deploy.kafka_broker import BrokerSpec, LocalKafka
 from sinks.service import SinkService, serve as serve_sink
 from sinks.sink import Sink
@@ -97,6 +99,7 @@ class Stack:
     components: list[Component] = field(default_factory=list)
     sink: Sink | None = None
     edge_url: str = ""
+    admin_token: str = ""
     _parts: AsyncExitStack = field(default_factory=AsyncExitStack)  # what start() started, stopped in reverse
     _sink_service: SinkService | None = None
     _children: list[tuple[str, asyncio.subprocess.Process]] = field(default_factory=list)
@@ -106,7 +109,7 @@ class Stack:
         `prepare(settings)` runs once Kafka answers, before anything reads from it."""
         s = self.settings
         ports = [(s.sink_host, s.sink_port, "sink_port"), (s.edge_host, s.edge_port, "edge_port"),
-                 (s.worker_host, s.worker_port, "worker_port")]
+                 (s.worker_host, s.worker_port, "worker_port"), (s.api_host, s.api_port, "api_port")]
         if s.edge_ops_port:
             ports.append((s.edge_ops_host, s.edge_ops_port, "edge_ops_port"))
         if s.door_port and parse_dsn(s.clickhouse_dsn).embedded:
@@ -119,6 +122,7 @@ class Stack:
                 await prepare(self.settings)
             await self._start_eyun()
             await self._start_sink()
+            await self._start_api()
             await self._start_edge()
             await self._start_worker()
         except BaseException:
@@ -169,6 +173,16 @@ class Stack:
         if service.door is not None:
             self.components.append(Component("door", True, service.door.url,
                                              "the archive, read-only, for any ClickHouse client (user:password in the URL)"))
+
+    async def _start_api(self) -> None:
+        """The read-side API, in its own process once the sink (and its door) answers, with an admin token for
+        this stack made once and kept in DATA_DIR/admin-token."""
+        s = self.settings
+        self.admin_token = await local_admin_token(s)
+        url = f"http://{s.api_host}:{s.api_port}"
+        await self._start_child("api", ["api"], f"{url}/readyz")
+        self.components.append(Component("api", True, f"{url}/docs",
+                                         f"admin token {self.admin_token}, kept in {token_file(s)}"))
 
     async def _start_edge(self) -> None:
         s = self.settings

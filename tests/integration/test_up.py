@@ -13,10 +13,11 @@ from wxarchive.net import free_ports
 
 def up_env(tmp_path: Path, bootstrap: str | None = None) -> dict[str, str]:
     """A private data dir, topic prefix and ports, so a test's stack meets nothing of another's."""
-    edge, worker, sink, port, controller = free_ports(5)
+    edge, worker, sink, port, controller, api, door = free_ports(7)
     return {**os.environ, "WXARCHIVE_DATA_DIR": str(tmp_path / "var"), "WXARCHIVE_TOPIC_PREFIX": f"up{uuid.uuid4().hex[:8]}",
             "WXARCHIVE_KAFKA_BOOTSTRAP": bootstrap or f"127.0.0.1:{port}", "WXARCHIVE_KAFKA_CONTROLLER_PORT": str(controller),
-            "WXARCHIVE_EDGE_PORT": str(edge), "WXARCHIVE_WORKER_PORT": str(worker), "WXARCHIVE_SINK_PORT": str(sink)}
+            "WXARCHIVE_EDGE_PORT": str(edge), "WXARCHIVE_WORKER_PORT": str(worker), "WXARCHIVE_SINK_PORT": str(sink),
+            "WXARCHIVE_API_PORT": str(api), "WXARCHIVE_DOOR_PORT": str(door)}
 
 
 def listening(port: int) -> bool:
@@ -27,7 +28,7 @@ def listening(port: int) -> bool:
 def assert_all_stopped(env: dict[str, str]) -> None:
     status = subprocess.run([sys.executable, "-m", "commands", "kafka", "status"], env=env, capture_output=True, text=True)
     assert status.returncode == 3, "up must stop the broker it started"
-    for name in ("EDGE", "WORKER", "SINK"):
+    for name in ("EDGE", "WORKER", "SINK", "API"):
         assert not listening(int(env[f"WXARCHIVE_{name}_PORT"])), f"the {name.lower()} is still running"
 
 
@@ -43,6 +44,11 @@ def test_up_check_starts_reports_and_stops_everything(tmp_path: Path) -> None:
     assert f"sink    ready  http://127.0.0.1:{env['WXARCHIVE_SINK_PORT']}  (in this process, into chdb {chdb_dir})" in done.stdout
     assert f"edge    ready  http://127.0.0.1:{env['WXARCHIVE_EDGE_PORT']}/callback  (no secret" in done.stdout
     assert f"worker  ready  http://127.0.0.1:{env['WXARCHIVE_WORKER_PORT']}/metrics" in done.stdout
+    token_file = tmp_path / "var" / "admin-token"
+    token = token_file.read_text().strip()
+    assert f"api     ready  http://127.0.0.1:{env['WXARCHIVE_API_PORT']}/docs  (admin token {token}, kept in " \
+           f"{token_file})" in done.stdout
+    assert token.startswith("wxa_") and token_file.stat().st_mode & 0o777 == 0o600
     assert "Error" not in done.stderr, done.stderr  # quiet: no transient noise from the libraries
     assert_all_stopped(env)
 
