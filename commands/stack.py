@@ -5,8 +5,9 @@ broker gets the local one, started here and stopped again on exit; any other add
 E云: the fake API (the simulator's directory) unless WXARCHIVE_EYUN_URL names a real one.
 The edge, the worker and the read-side API run as child processes (each has a core's worth of work and its own
 health port; their logs go to DATA_DIR/logs); the API starts once the sink's door answers, with an admin token
-for this stack made once and kept in DATA_DIR/admin-token (commands/admin_token.py). The sink runs in this process, because in embedded mode the process that
-writes the chdb directory must be the one that reads it (DESIGN invariant 5): `up --demo` reports from it.
+for this stack made once and kept in DATA_DIR/admin-token (commands/admin_token.py). The sink runs in this
+process, because in embedded mode the process that writes the chdb directory must be the one that reads it
+(DESIGN invariant 5): `up --demo` reports from it.
 
 While it runs, `up` reads the worker's /metrics every few seconds and says when something a person should
 act on starts or ends (the E云 circuit breaker open: every message archived without names; Kafka not

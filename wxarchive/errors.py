@@ -14,7 +14,9 @@ attributes; none parses a message's text. Packages keep their own errors in thei
     ├── ingest.handoff.RecordRefused     HTTP 413: Kafka refused a record for what it is, not because it is away
     ├── sinks.rows.RowError              HTTP 400: a record that cannot become a row (it goes to the dead-letter topic)
     ├── access.token_admin.UnknownToken  exit 2, HTTP 404: no live token has this id or name
-    └── access.token_admin.AmbiguousToken exit 2, HTTP 409: several live tokens share the name; use the token_id
+    ├── access.token_admin.AmbiguousToken exit 2, HTTP 409: several live tokens share the name; use the token_id
+    └── api.errors.ApiError              HTTP 400: the API refuses what a request asks; subclasses 401, 403, 404, 413,
+                                         422, and 503 until the API has read its tokens (api/errors.py)
 
 Exceptions used only as signals inside one module (a protocol refusal, a stop while waiting) are not errors
 to handle elsewhere and stay outside the tree.

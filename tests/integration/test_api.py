@@ -34,6 +34,7 @@ from streams.worker import Worker
 from tests.fixtures.scrm_seed import GROUP_ITEM, MEMBER, PRIVATE_ANSWER, like_seed, shape
 from tests.support import publish_raw, read_topic
 from wxarchive.config import Settings
+from wxarchive.errors import ConfigError
 from wxarchive.net import free_ports
 from wxarchive.topics import AUDIT, RAW
 
@@ -302,6 +303,20 @@ def test_with_the_audit_topic_unreachable_content_requests_get_503_and_nothing_e
         assert not any(r.word == "不会保存" for r in archive.worker.keywords.rules.values())
     finally:
         archive.loop.run(api.stop())
+
+
+def test_insecure_needs_no_token_on_loopback_and_every_record_says_insecure(archive: Archive) -> None:
+    with pytest.raises(ConfigError, match="loopback"):
+        ApiService(dataclasses.replace(archive.settings, api_host="0.0.0.0"), insecure=True)
+    api = ApiService(archive.settings, insecure=True, port=0)
+    archive.loop.run(api.start())
+    try:
+        response = requests.get(api.url + "/api/v1/accounts", timeout=30)
+        assert response.status_code == 200 and len(response.json()["accounts"]) == 3
+    finally:
+        archive.loop.run(api.stop())
+    (record,) = [r for r in archive.audit_records() if r.request_id == response.headers["X-Request-Id"]]
+    assert (record.principal, record.role, record.token_id, record.action) == ("insecure", "admin", "", "accounts.list")
 
 
 # -- the SCRM's endpoints ---------------------------------------------------------------------------------------
