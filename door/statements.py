@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["OUTSIDE_FUNCTIONS", "READ_STATEMENTS", "Refusal", "named_format", "refusal"]
+__all__ = ["OUTSIDE_FUNCTIONS", "READ_STATEMENTS", "TABLE_BY_NAME_FUNCTIONS", "Refusal", "named_format", "refusal", "touches"]
 
 # the first keyword of a statement the door runs
 READ_STATEMENTS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
@@ -152,3 +152,30 @@ def named_format(sql: str) -> str | None:
         if kind == "word" and text.upper() == "FORMAT" and next_kind == "word":
             named = next_text
     return named
+
+
+# table functions that read a table named by their arguments, which may be strings or built from them at run time
+TABLE_BY_NAME_FUNCTIONS = frozenset(name.lower() for name in (
+    "merge", "loop", "mergeTreeIndex", "mergeTreeTextIndex", "mergeTreeProjection", "mergeTreeAnalyzeIndexes",
+    "mergeTreeAnalyzeIndexesUUID", "mergeTreeCodecBlockCounts", "timeSeriesData", "timeSeriesMetrics",
+    "timeSeriesTags", "timeSeriesSamples", "timeSeriesSelector", "timeSeriesMetricFamilies", "prometheusQuery",
+    "prometheusQueryRange", "viewIfPermitted",
+))
+
+
+def touches(sql: str, names: frozenset[str]) -> str | None:
+    """Why `sql` may read one of the tables `names` (lower case, e.g. "audit_log"), or None when it cannot: a
+    name among its identifiers or inside a string, or a table function that takes a table by name (whose
+    arguments could spell any name at run time). For a reader whose role may not see those tables; the door
+    itself serves one trusted user, so this is the API's check, not the door's."""
+    tokens = _tokens(sql)
+    if isinstance(tokens, Refusal):
+        return tokens.message
+    for i, (kind, text) in enumerate(tokens):
+        lowered = text.lower()
+        if kind == "word" and i + 1 < len(tokens) and tokens[i + 1] == ("other", "(") \
+                and lowered in TABLE_BY_NAME_FUNCTIONS:
+            return f"{text}() reads tables by name; it is not available to this role"
+        if kind in ("word", "string") and any(name in lowered for name in names):
+            return f"this role may not read {', '.join(sorted(names))}"
+    return None

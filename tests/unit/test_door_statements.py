@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from door.statements import named_format, refusal
+from door.statements import named_format, refusal, touches
 
 READS = [
     "SELECT 1",
@@ -92,3 +92,24 @@ def test_the_format_a_statement_names() -> None:
     assert named_format("SELECT 'FORMAT CSV' AS f") is None
     assert named_format("SELECT 1 -- FORMAT CSV") is None
     assert named_format("SELECT 1") is None
+
+
+RESTRICTED = frozenset({"audit_log", "principals"})
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM wxarchive.audit_log",
+    "SELECT * FROM wxarchive.v_audit_log",
+    "SELECT * FROM `wxarchive`.`V_PRINCIPALS`",
+    "SELECT * FROM loop('wxarchive', 'audit_log') LIMIT 1",
+    "SELECT * FROM loop(currentDatabase(), concat('aud', 'it_log')) LIMIT 1",
+    "SELECT * FROM merge('wxarchive', '^a.dit')",
+    "SELECT count() FROM system.tables WHERE name = 'principals'",
+])
+def test_a_restricted_table_is_not_reached_by_name_or_by_string(sql: str) -> None:
+    assert touches(sql, RESTRICTED) is not None
+
+
+def test_other_reads_do_not_touch_restricted_tables() -> None:
+    assert touches("SELECT count() FROM wxarchive.v_messages WHERE text LIKE '%审计%'", RESTRICTED) is None
+    assert touches("SELECT 'an audit' AS x", RESTRICTED) is None
