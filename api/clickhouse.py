@@ -14,7 +14,6 @@ Failures come back as the door's own: `DoorRefused` with ClickHouse's code and t
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -34,12 +33,11 @@ Row = dict[str, Any]
 T = TypeVar("T")
 
 # clickhouse-connect ends a server's error text with where it sent the query; ClickHouse's own text ends before it
-_FOR_URL = re.compile(r"\s*\(for url [^)]*\)\s*$")
 
 
 def engine_failure(exc: BaseException) -> Failure:
     """ClickHouse's code, name and message of a failed call, as the door states them."""
-    return from_engine(Exception(_FOR_URL.sub("", str(exc))))
+    return from_engine(exc)
 
 
 class ArchiveReader:

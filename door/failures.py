@@ -42,6 +42,7 @@ _STATUS = {
 _CODE = re.compile(r"Code: (\d+)\. ")
 _NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)(?: \(version [^)]*\))?\.?\s*$")
 _DB_EXCEPTION = re.compile(r"^(?:Code: \d+\. )?(?:DB::Exception: )?")
+_FOR_URL = re.compile(r"\s*\(for url [^)]*\)\s*$")  # clickhouse-connect's http client appends where it asked
 
 
 def status_for(name: str) -> int:
@@ -69,7 +70,7 @@ class Failure:
 def from_engine(exc: BaseException) -> Failure:
     """The engine's own failure as the server would state it. clickhouse-connect wraps chdb's text (sometimes
     twice: "Code: 164. DB::Exception: Code: 164. DB::Exception: …"); keep the innermost statement once."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = _FOR_URL.sub("", " ".join(str(exc).split())) or type(exc).__name__
     codes = _CODE.findall(text)
     if not codes:
         return Failure(1002, "UNKNOWN_EXCEPTION", text)

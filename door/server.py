@@ -237,7 +237,10 @@ class Door:
                     chunk = await blocks.__anext__()
                 except StopAsyncIteration:
                     chunk = None
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:  # the reader left (a client that read enough): not the door's error
+            await blocks.aclose()
+            return response
+        except asyncio.CancelledError:
             await blocks.aclose()
             raise
         except Exception as exc:  # mid-result: the status is sent; the server writes the exception into the body

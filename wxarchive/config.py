@@ -144,6 +144,9 @@ class Settings:
     )
     api_host: str = _setting("127.0.0.1", "Address of the read-side API (wxarchive api).")
     api_port: int = _setting(8084, "Port of the read-side API.")
+    scrm_uins: str = _setting(
+        "", "How the SCRM names accounts: uin=wcId pairs, comma-separated. A uin not listed is taken as the wcId itself."
+    )
     api_sql_max_rows: int = _setting(100_000, "Most rows a read-only SQL query through the API returns.")
     api_sql_max_bytes: int = _setting(64 * 1024**2, "Most result bytes a read-only SQL query through the API returns.")
     api_sql_timeout: float = _setting(30.0, "Seconds a read-only SQL query through the API may run.")
@@ -187,6 +190,9 @@ class Settings:
             raise ConfigError("the door's query count, execution time and memory limit must be positive")
         if self.api_sql_max_rows < 1 or self.api_sql_max_bytes < 1 or self.api_sql_timeout <= 0:
             raise ConfigError("the API's SQL row, byte and time limits must be positive")
+        if any("=" not in pair or not all(part.strip() for part in pair.split("=", 1))
+               for pair in self.scrm_uins.split(",") if pair.strip()):
+            raise ConfigError(f"{env_name('scrm_uins')} is uin=wcId pairs separated by commas, got {self.scrm_uins!r}")
         if self.read_dsn and self.read_dsn.split("://", 1)[0] not in ("http", "https"):
             raise ConfigError(f"{env_name('read_dsn')} must start with http:// or https://, got {mask_dsn(self.read_dsn)!r}")
         if self.edge_max_body_bytes < 1024:
@@ -202,6 +208,11 @@ class Settings:
                 f"{env_name('clickhouse_dsn')} must start with chdb://, http:// or https://, got {mask_dsn(dsn)!r}"
             )
         return dataclasses.replace(self, clickhouse_dsn=dsn, edge_id=self.edge_id or socket.gethostname())
+
+    def uin_accounts(self) -> dict[str, str]:
+        """WXARCHIVE_SCRM_UINS as a mapping from the SCRM's uin to the archive's wcId."""
+        pairs = (pair.split("=", 1) for pair in self.scrm_uins.split(",") if pair.strip())
+        return {uin.strip(): wc_id.strip() for uin, wc_id in pairs}
 
     def as_env(self) -> dict[str, str]:
         """Every setting as its WXARCHIVE_* variable, for a child process to load the same configuration."""

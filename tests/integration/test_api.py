@@ -484,6 +484,14 @@ def test_sql_is_capped_and_refusals_say_why(archive: Archive) -> None:
     assert typo.status_code == 400 and "Syntax error" in typo.json()["reason"]
     unknown = sql("SELECT * FROM wxarchive.nothing_here")
     assert unknown.status_code == 404 and "nothing_here" in unknown.json()["reason"], unknown.text
+    # the audit log and the principals are compliance's and admin's, through SQL too
+    for query in ("SELECT count() FROM wxarchive.v_audit_log", "SELECT * FROM wxarchive.principals",
+                  "SELECT * FROM loop('wxarchive', concat('audit', '_log')) LIMIT 1",
+                  "SELECT * FROM merge('wxarchive', '^a.dit')"):
+        refused = sql(query)
+        assert refused.status_code == 403 and "may not read" in refused.json()["reason"] or \
+            "by name" in refused.json()["reason"], (query, refused.text)
+    assert sql("SELECT count() FROM wxarchive.v_audit_log", "admin").status_code == 200
 
 
 def test_the_audit_log_reads_back_newest_first_by_cursor(archive: Archive) -> None:

@@ -328,3 +328,24 @@ def test_door_metrics_are_on_the_sinks_port(archive: Archive) -> None:
     text = urllib.request.urlopen(archive.service.ops_url + "/metrics", timeout=10).read().decode()
     assert re.search(r'wxarchive_door_requests_total\{status="200"\} [1-9]', text)
     assert "wxarchive_door_queue_seconds_bucket" in text and "wxarchive_door_refused_total" in text
+
+
+def test_a_reader_that_leaves_mid_result_frees_its_slot(archive: Archive, door: Client) -> None:
+    """A client that reads a little of a large result and hangs up (the API's row cap does this) leaves no query
+    running and no slot taken: the door answers the next queries, and its running gauge returns to 0."""
+    import http.client
+
+    token = base64.b64encode(f"{archive.settings.door_user}:{archive.password}".encode()).decode()
+    for _ in range(archive.settings.door_max_queries + 2):  # more than the slots: a slot kept would block
+        conn = http.client.HTTPConnection("127.0.0.1", archive.settings.door_port, timeout=30)
+        query = urllib.parse.urlencode({"query": "SELECT r.body FROM numbers(1000) AS k CROSS JOIN "
+                                                 "wxarchive.raw_callbacks AS r"})
+        conn.request("GET", f"/?{query}", headers={"Authorization": f"Basic {token}"})
+        response = conn.getresponse()
+        assert response.status == 200 and response.read(1024)
+        conn.close()
+    assert door.query("SELECT 1").result_rows == [(1,)]
+    deadline = time.monotonic() + 10
+    while archive.service.door is not None and archive.service.door.stats.running:
+        assert time.monotonic() < deadline, "a query kept running after its reader left"
+        time.sleep(0.1)

@@ -59,3 +59,14 @@ def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     missing = [env for env, *_ in describe() if env not in readme]
     assert not missing, f"README's configuration table lacks {missing}"
+
+
+def test_scrm_uins_map_the_scrms_account_names_and_a_bad_pair_is_refused() -> None:
+    settings = Settings.load(env={"WXARCHIVE_SCRM_UINS": "2123131667=wxid_lbejkr1i6jl922, 99 = wxid_b"})
+    assert settings.uin_accounts() == {"2123131667": "wxid_lbejkr1i6jl922", "99": "wxid_b"}
+    assert Settings.load(env={}).uin_accounts() == {}
+    # an empty element between commas is skipped, not an error
+    assert Settings.load(env={"WXARCHIVE_SCRM_UINS": "1=a,,2=b"}).uin_accounts() == {"1": "a", "2": "b"}
+    for bad in ("2123131667", "=wxid_a", "99=", "1=a,2"):
+        with pytest.raises(ConfigError, match="uin=wcId pairs"):
+            Settings.load(env={"WXARCHIVE_SCRM_UINS": bad})
