@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["OUTSIDE_FUNCTIONS", "READ_STATEMENTS", "TABLE_BY_NAME_FUNCTIONS", "Refusal", "named_format", "refusal", "touches"]
+__all__ = ["OUTSIDE_FUNCTIONS", "READ_STATEMENTS", "Refusal", "TABLE_BY_NAME_FUNCTIONS", "named_format", "refusal", "touches"]
 
 # the first keyword of a statement the door runs
 READ_STATEMENTS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
