@@ -49,6 +49,11 @@ def test_up_check_starts_reports_and_stops_everything(tmp_path: Path) -> None:
     assert f"api     ready  http://127.0.0.1:{env['WXARCHIVE_API_PORT']}/docs  (admin token {token}, kept in " \
            f"{token_file})" in done.stdout
     assert token.startswith("wxa_") and token_file.stat().st_mode & 0o777 == 0o600
+    password_file = tmp_path / "var" / "door-password"
+    password = password_file.read_text().strip()
+    assert f"door    ready  http://reader:{password}@127.0.0.1:{env['WXARCHIVE_DOOR_PORT']}  (the archive, read-only" \
+        in done.stdout
+    assert len(password) >= 20 and password_file.stat().st_mode & 0o777 == 0o600
     assert "Error" not in done.stderr, done.stderr  # quiet: no transient noise from the libraries
     assert_all_stopped(env)
 
