@@ -36,6 +36,7 @@ def test_each_role_may_do_what_issue_13_gives_it_and_admin_everything() -> None:
     assert set(permissions_of(Role.COMPLIANCE)) == {P.SEARCH, P.EXPORT, P.HOLDS_READ, P.HOLDS_WRITE, P.AUDIT_READ,
                                                     P.CONVERSATIONS_READ}
     assert set(permissions_of(Role.ANALYST)) == {P.SQL_QUERY, P.VIEWS_READ}
+    assert set(permissions_of(Role.SCRM)) == {P.CONVERSATIONS_READ, P.KEYWORDS_READ, P.KEYWORDS_WRITE}
     assert permissions_of(Role.ADMIN) == list(Permission) and set(PERMISSIONS) == set(Permission)
     # only admin manages tokens and deletes; only compliance and admin read the audit log
     assert {r for r in Role if allowed(r, P.TOKENS_WRITE) or allowed(r, P.DELETE)} == {Role.ADMIN}
