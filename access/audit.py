@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -24,9 +25,16 @@ from wxarchive.errors import AuditUnavailable, BrokerError
 from wxarchive.kafka_clients import durable_producer, refuses_the_record
 from wxarchive.topics import AUDIT, ensure_topics
 
-__all__ = ["AuditLog", "AuditMetrics"]
+__all__ = ["AuditLog", "AuditMetrics", "AuditRecorder"]
 
 log = logging.getLogger("wxarchive.audit")
+
+
+class AuditRecorder(Protocol):
+    """Whatever records an audit entry and returns once it is kept: AuditLog itself, or an API request's gate
+    (which keeps a request to its one record)."""
+
+    async def record(self, entry: AuditRecord) -> None: ...
 
 
 class AuditMetrics:

@@ -7,7 +7,7 @@ exists was always recorded, and one whose event failed was never seen by anyone.
 
 from __future__ import annotations
 
-from access.audit import AuditLog
+from access.audit import AuditRecorder
 from access.caller import Caller
 from access.principals import current_principals, publish_principal
 from access.roles import Role
@@ -43,7 +43,7 @@ def check_name(name: str) -> str:
     return name
 
 
-async def create_token(settings: Settings, name: str, role: Role, caller: Caller, audit: AuditLog
+async def create_token(settings: Settings, name: str, role: Role, caller: Caller, audit: AuditRecorder
                        ) -> tuple[str, Principal]:
     """A new token for `name` in `role`: returns the token (to be shown once, never again) and its principal."""
     name = check_name(name)
@@ -62,7 +62,7 @@ async def list_tokens(settings: Settings) -> list[Principal]:
     return (await current_principals(settings)).listing()
 
 
-async def revoke_token(settings: Settings, id_or_name: str, caller: Caller, audit: AuditLog) -> Principal:
+async def revoke_token(settings: Settings, id_or_name: str, caller: Caller, audit: AuditRecorder) -> Principal:
     """Revoke the token named by its token_id or its holder's name; returns the revoked principal. Every API
     process refuses the token within seconds."""
     target = find_token(await list_tokens(settings), id_or_name)

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.context import ApiContext
 from api.failures import install_error_handlers
 from api.metrics import UNMATCHED, ApiMetrics
-from api.routes import audit, conversations, health, scrm, sql
+from api.routes import audit, conversations, health, scrm, sql, tokens
 from wxarchive import __version__
 
 __all__ = ["build_app"]
@@ -65,7 +65,7 @@ def build_app(context: ApiContext) -> FastAPI:
     app = FastAPI(title="wxarchive API", version=__version__, description=DESCRIPTION, docs_url="/docs",
                   redoc_url=None)
     app.state.context = context
-    for router in (conversations.router, sql.router, audit.router, scrm.router, health.router):
+    for router in (conversations.router, sql.router, audit.router, tokens.router, scrm.router, health.router):
         app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(Observed, metrics=context.metrics)

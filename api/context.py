@@ -13,6 +13,7 @@ from api.audit_gate import AuditWriter
 from api.clickhouse import ArchiveReader
 from api.keywords import KeywordList
 from api.metrics import ApiMetrics
+from wxarchive.config import Settings
 
 __all__ = ["ApiContext", "SqlLimits", "app_context"]
 
@@ -37,6 +38,7 @@ class ApiContext:
     raw_topic: str                  # where raw callbacks live, to find one message's evidence in raw_callbacks
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     uins: dict[str, str] = field(default_factory=dict)  # the SCRM's uin -> the archive's wcId
+    settings: Settings = field(default_factory=lambda: Settings.load(env={}))  # where tokens are kept (Kafka)
 
     @property
     def insecure(self) -> bool:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from wxarchive.errors import WxarchiveError
 
-__all__ = ["ApiError", "Forbidden", "NotFound", "NotReady", "QueryTimedOut", "ResultTooLarge", "Unauthorized",
-           "error_name"]
+__all__ = ["ApiError", "Conflict", "Forbidden", "NotFound", "NotReady", "QueryTimedOut", "ResultTooLarge", "Unauthorized", "error_name"]
 
 
 class ApiError(WxarchiveError):
@@ -39,6 +38,11 @@ class Forbidden(ApiError):
 class NotFound(ApiError):
     http_status = 404
     error = "not_found"
+
+
+class Conflict(ApiError):
+    http_status = 409
+    error = "conflict"
 
 
 class ResultTooLarge(ApiError):

@@ -11,9 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from access.roles import Role
+
 __all__ = ["Account", "AccountList", "AuditEntry", "AuditPage", "ContactNow", "Conversation", "ConversationPage",
-           "ErrorBody", "LastMessage", "Message", "MessageEvidence", "RawCallback", "SqlColumn", "SqlRequest",
-           "SqlResult", "Transcript"]
+           "ErrorBody", "LastMessage", "Message", "MessageEvidence", "NewToken", "RawCallback", "SqlColumn",
+           "SqlRequest", "SqlResult", "TokenInfo", "TokenList", "TokenRequest", "Transcript"]
 
 
 class ErrorBody(BaseModel):
@@ -159,3 +161,27 @@ class AuditEntry(BaseModel):
 class AuditPage(BaseModel):
     records: list[AuditEntry] = Field(description="Newest first")
     next_cursor: str | None
+
+
+class TokenInfo(BaseModel):
+    """A token as admins see it: never the token, never its hash."""
+
+    token_id: str
+    name: str
+    role: str
+    created_at_ms: int
+    created_by: str
+    revoked_at_ms: int | None
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenInfo] = Field(description="Every token made, revoked ones too, oldest first")
+
+
+class TokenRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=100, description="Whose token: a person or a system")
+    role: Role = Field(description="What the token may do (docs/access.md)")
+
+
+class NewToken(TokenInfo):
+    token: str = Field(description="The bearer token, shown this once: only its hash is kept")

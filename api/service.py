@@ -86,7 +86,7 @@ class ApiService(Service):
             sql=ArchiveReader(dsn, threads=SQL_THREADS, timeout_s=settings.api_sql_timeout + 1, name="sql"),
             sql_limits=SqlLimits(settings.api_sql_max_rows, settings.api_sql_max_bytes, settings.api_sql_timeout),
             audit=self.audit, principals=self.principals, keywords=KeywordList(settings), raw_topic=RAW.name(settings),
-            metrics=metrics, uins=settings.uin_accounts())
+            metrics=metrics, uins=settings.uin_accounts(), settings=settings)
         self.app = build_app(self.context)
         self._server = _Server(uvicorn.Config(
             self.app, host=settings.api_host, port=settings.api_port if port is None else port, lifespan="off",

@@ -568,3 +568,47 @@ def test_schemathesis_finds_no_server_error_but_503(archive: Archive) -> None:
         check()
     assert not failures, "\n".join(failures[:20])
     assert statuses[200] > 50 and not statuses[401], statuses  # the token was sent and the routes answered
+
+
+def test_admins_make_list_and_revoke_tokens_through_the_api_each_change_audited_once(archive: Archive) -> None:
+    def made(role: str, name: str, as_role: str = "admin") -> requests.Response:
+        return requests.post(archive.url + "/api/v1/tokens", json={"name": name, "role": role},
+                             headers=archive.auth(as_role), timeout=60)
+
+    name = f"api-made-{uuid.uuid4().hex[:6]}"
+    created = made("viewer", name)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    token, token_id = body["token"], body["token_id"]
+    assert token.startswith("wxa_") and body["role"] == "viewer" and body["revoked_at_ms"] is None
+    assert body["created_by"] == archive.names["admin"]
+    deadline = time.monotonic() + 10  # the new principal reaches the API's store within seconds
+    while requests.get(archive.url + "/api/v1/accounts", headers={"Authorization": f"Bearer {token}"},
+                       timeout=60).status_code != 200:
+        assert time.monotonic() < deadline, "a token made through the API was not let in"
+        time.sleep(0.2)
+    listed = archive.get("/api/v1/tokens", "admin").json()["tokens"]
+    mine = [t for t in listed if t["token_id"] == token_id]
+    assert mine and mine[0]["name"] == name and "token" not in mine[0] and token not in str(listed)
+
+    for refused in (made("admin", "escalation", as_role="compliance"), made("viewer", "x", as_role="viewer"),
+                    archive.get("/api/v1/tokens", "analyst")):
+        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    assert made("emperor", "x").status_code == 422 and made("viewer", "").status_code == 422
+    unknown = requests.delete(archive.url + "/api/v1/tokens/nobody-at-all", headers=archive.auth("admin"), timeout=60)
+    assert unknown.status_code == 404 and unknown.json()["reason"]
+
+    revoked = requests.delete(archive.url + f"/api/v1/tokens/{token_id}", headers=archive.auth("admin"), timeout=60)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at_ms"] is not None
+    deadline = time.monotonic() + 10
+    while requests.get(archive.url + "/api/v1/accounts", headers={"Authorization": f"Bearer {token}"},
+                       timeout=60).status_code != 401:
+        assert time.monotonic() < deadline, "a token revoked through the API was still let in"
+        time.sleep(0.2)
+
+    ids = {created.headers["X-Request-Id"]: "tokens.create", revoked.headers["X-Request-Id"]: "tokens.revoke"}
+    records = [r for r in archive.audit_records() if r.request_id in ids]
+    assert sorted(r.action for r in records) == ["tokens.create", "tokens.revoke"]  # one each
+    for record in records:
+        assert record.parameters["token_id"] == token_id and record.role == "admin"
+        assert record.status == (201 if record.action == "tokens.create" else 200)
