@@ -25,9 +25,9 @@ from clickhouse_connect.driver.client import Client
 from api.clickhouse import engine_failure
 from api.context import SqlLimits
 from api.errors import ApiError, QueryTimedOut, ResultTooLarge
-from door.failures import Failure, from_engine
-from door.reader import DoorRefused
-from door.statements import named_format, refusal
+from door.failures import from_engine
+from door.reader import DoorRefused, checked
+from door.statements import named_format
 from wxarchive.errors import ClickHouseError
 
 __all__ = ["CappedResult", "check_statement", "run_capped"]
@@ -47,12 +47,10 @@ class CappedResult:
 def check_statement(sql: str) -> str:
     """The statement as it will run, or why not: DoorRefused (400/403, ClickHouse's words) for what the door
     refuses, ApiError for a FORMAT clause."""
-    refused = refusal(sql)
-    if refused is not None:
-        raise DoorRefused(Failure(refused.code, refused.name, refused.message))
-    if named_format(sql):
+    statement = checked(sql)
+    if named_format(statement):
         raise ApiError("leave out the FORMAT clause: the API answers JSON (columns, types and rows)")
-    return sql.strip().rstrip(";").strip()
+    return statement
 
 
 def run_capped(client: Client, sql: str, limits: SqlLimits) -> CappedResult:

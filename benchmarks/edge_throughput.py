@@ -50,6 +50,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP_SECONDS = 3
@@ -261,6 +262,27 @@ def measured(measure: Callable[[], dict[str, float]], max_others: float, retries
 # -- the run ---------------------------------------------------------------------------------------------
 
 
+def prepare(work: Path, max_others: float) -> tuple[Path, Path, list[bytes], Any, int]:
+    """What every edge benchmark starts with: the Go load generator built, the 20,000 simulated callbacks in
+    `work/bodies.jsonl`, a quiet machine (unless `max_others` is 0) and a throwaway broker; returns the
+    generator's binary, the bodies' file, the bodies, the broker and its pid (its threads not yet pinned)."""
+    from eyun.traffic import TrafficConfig, TrafficGenerator
+
+    from timing import start_pinned_broker
+
+    binary = ROOT / "benchmarks" / ".bin" / "loadgen"
+    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=ROOT / "benchmarks" / "loadgen", check=True)
+    bodies = work / "bodies.jsonl"
+    generated = TrafficGenerator(TrafficConfig(count=20_000, seed=7, duplicate_rate=0, malformed_rate=0)).bodies()
+    bodies.write_bytes(b"\n".join(generated) + b"\n")
+    if max_others > 0:
+        print("waiting for a quiet machine", file=sys.stderr, flush=True)
+        wait_quiet(0.15)
+    print(f"load average at start: {load_average()}", file=sys.stderr, flush=True)
+    broker = start_pinned_broker(work / "kafka")
+    return binary, bodies, generated, broker, broker.status().pid or 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=15, help="closed-loop run length")
@@ -287,10 +309,8 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from eyun.traffic import TrafficConfig, TrafficGenerator
     from wxarchive.net import free_ports
 
-    from timing import start_pinned_broker
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if args.tree:
@@ -303,21 +323,10 @@ def main() -> None:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed: apt-get install {'wrk' if tool == 'wrk' else 'golang' if tool == 'go' else 'util-linux'}")
     work = Path(tempfile.mkdtemp(prefix="edge-bench-"))
-    binary = ROOT / "benchmarks" / ".bin" / "loadgen"
-    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=ROOT / "benchmarks" / "loadgen", check=True)
     script = work / "bodies.lua"
     script.write_text(WRK_SCRIPT)
-    bodies = work / "bodies.jsonl"
-    generated = TrafficGenerator(TrafficConfig(count=20_000, seed=7, duplicate_rate=0, malformed_rate=0)).bodies()
-    bodies.write_bytes(b"\n".join(generated) + b"\n")
+    binary, bodies, generated, broker, broker_pid = prepare(work, args.max_others)
     mean_size = sum(map(len, generated)) / len(generated)
-
-    if args.max_others > 0:
-        print("waiting for a quiet machine", file=sys.stderr, flush=True)
-        wait_quiet(0.15)
-    print(f"load average at start: {load_average()}", file=sys.stderr, flush=True)
-    broker = start_pinned_broker(work / "kafka")
-    broker_pid = broker.status().pid or 0
     threads = pin_all_threads(broker_pid, args.broker_cpus)
     closed: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
     opened: dict[str, dict[str, float]] = {}

@@ -155,30 +155,16 @@ def main() -> None:
         loadgen,
         measured,
         pin_all_threads,
-        wait_quiet,
+        prepare,
         wait_ready,
     )
 
-    from eyun.traffic import TrafficConfig, TrafficGenerator
     from wxarchive.net import free_ports
-
-    from timing import start_pinned_broker
 
     if shutil.which("go") is None:
         raise SystemExit("go is needed to build benchmarks/loadgen")
     work = Path(tempfile.mkdtemp(prefix="edge-attack-"))
-    binary = ROOT / "benchmarks" / ".bin" / "loadgen"
-    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=ROOT / "benchmarks" / "loadgen", check=True)
-    bodies = work / "bodies.jsonl"
-    generated = TrafficGenerator(TrafficConfig(count=20_000, seed=7, duplicate_rate=0, malformed_rate=0)).bodies()
-    bodies.write_bytes(b"\n".join(generated) + b"\n")
-
-    if args.max_others > 0:
-        print("waiting for a quiet machine", file=sys.stderr, flush=True)
-        wait_quiet(0.15)
-    print(f"load average at start: {load_average()}", file=sys.stderr, flush=True)
-    broker = start_pinned_broker(work / "kafka")
-    broker_pid = broker.status().pid or 0
+    binary, bodies, _, broker, broker_pid = prepare(work, args.max_others)
     pin_all_threads(broker_pid, "1")
     mode = f"{'stock ' if args.server == 'stock' else ''}{args.handoff}"
     (port,) = free_ports(1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +69,7 @@ class DoorEngine:
             self._all.append(client)
             self._free.put(client)
 
-    def stream(self, query: Query) -> Iterator[bytes]:
+    def stream(self, query: Query) -> Generator[bytes, None, None]:
         """The result's blocks; the engine's own exception if it refuses or fails (before the first block or
         between blocks). Blocks a free slot for the whole result, so the caller bounds concurrency."""
         client = self._free.get()

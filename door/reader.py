@@ -24,7 +24,7 @@ from wxarchive.config import Settings, mask_dsn
 from wxarchive.engine_share import EngineShare
 from wxarchive.errors import ClickHouseError
 
-__all__ = ["DoorRefused", "embedded", "read", "reader_dsn"]
+__all__ = ["DoorRefused", "checked", "embedded", "read", "reader_dsn"]
 
 
 class DoorRefused(ClickHouseError):
@@ -34,6 +34,14 @@ class DoorRefused(ClickHouseError):
         super().__init__(f"Code: {failure.code}. {failure.message} ({failure.name})", failure.code)
         self.failure = failure
         self.http_status = failure.status
+
+
+def checked(sql: str) -> str:
+    """The statement as it will be sent (without a trailing `;`), or DoorRefused with the door's reason."""
+    refused = refusal(sql)
+    if refused is not None:
+        raise DoorRefused(Failure(refused.code, refused.name, refused.message))
+    return sql.strip().rstrip(";").strip()
 
 
 def embedded(settings: Settings) -> bool:
@@ -54,10 +62,7 @@ def read(settings: Settings, sql: str, fmt: str, options: dict[str, Any] | None 
     """The result of one read-only statement in format `fmt` (unless the SQL names its own), in blocks. Raises
     DoorRefused with ClickHouse's code and message when it is refused or fails, ClickHouseError when nothing
     can be reached."""
-    refused = refusal(sql)
-    if refused is not None:
-        raise DoorRefused(Failure(refused.code, refused.name, refused.message))
-    sql = sql.strip().rstrip(";").strip()
+    sql = checked(sql)
     fmt_arg = None if named_format(sql) else fmt
     if embedded(settings) and not _listening(settings.door_host, settings.door_port):
         yield from _read_at_rest(settings, Query(sql, fmt_arg, "default", {}, {}))

@@ -13,6 +13,7 @@ blocks. Every query is checked (door/statements.py) and runs in a session locked
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import threading
@@ -275,16 +276,17 @@ class Door:
             self.stats.queued(time.monotonic() - queued_at)
             self.stats.running += 1
             try:
-                for block in self.engine.stream(query):
-                    if not put(block):
-                        return
+                with contextlib.closing(self.engine.stream(query)) as blocks:  # a reader gone: the slot back at once
+                    for block in blocks:
+                        if not put(block):
+                            return
                 put(_END)
             except Exception as exc:  # handed to the reader, who answers it the server's way
                 put(exc)
             finally:
                 self.stats.running -= 1
 
-        producer = loop.run_in_executor(self._executor, produce)
+        loop.run_in_executor(self._executor, produce)  # produce() answers every outcome through the queue
         try:
             while True:
                 item = await handoff.get()
@@ -295,7 +297,6 @@ class Door:
                 yield item
         finally:
             stop.set()  # the producer sees it before its next block and gives the slot back
-            del producer
 
 
 def _encoder(request: web.Request) -> tuple[str, Any] | None:
