@@ -189,8 +189,8 @@ def _transcript(messages: list[Message], more_before: bool, more_after: bool) ->
 async def _messages(reader: ArchiveReader, where: str, order: str, limit: int, parameters: dict[str, Any]
                     ) -> list[Message]:
     # v_messages reads the table FINAL, which merges every row of the account's granules (the conversation is not
-    # in the table's key): 40 ms for a transcript page over 5M messages. The newest version of each message,
-    # taken here from the conversation's rows alone, is the same row in a third of the time (12.8 ms, measured)
+    # in the table's key). The newest version of each message, taken here from the conversation's rows alone, is
+    # the same row in well under half the time (benchmarks/api_conversations.py prints both)
     rows = await reader.rows(f"""
         SELECT {_MESSAGE_COLUMNS} FROM (
             SELECT m.*, (m.account, m.new_msg_id) IN (SELECT account, toNullable(new_msg_id) FROM wxarchive.recalls)

@@ -69,7 +69,7 @@ def keep_settings_on_session(client: Client) -> None:
     clickhouse-connect applies a chdb client's settings (its defaults `date_time_input_format=best_effort`,
     `cast_string_to_dynamic_use_inference=1`, and any set later) to the engine session with SET, and then also
     sends them with each query; a query that carries settings is materialized whole instead of streamed
-    (measured: a 200 MB result grew the process by 410 MB). The session keeps them, so the copy is dropped.
+    (the process then grows by more than the result). The session keeps them, so the copy is dropped.
     clickhouse-connect 1.12 keeps that copy in `_client_settings`; this is the one place that reaches in."""
     held = getattr(client, "_client_settings", None)
     if isinstance(held, dict):
